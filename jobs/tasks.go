@@ -1,0 +1,82 @@
+// Package jobs defines the background work of autofloss: the asynq task types, their payloads (ids only:
+// never an address or a credential), constructors carrying their enqueue options, and the handlers the
+// worker registers.
+package jobs
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task type names.
+const (
+	TypeSync          = "floss:sync"           // one floss run of one connection
+	TypeVerifyContact = "floss:verify_contact" // one new contact of a verify_first connection
+)
+
+// Queue names, in priority order.
+const (
+	QueueCritical = "critical" // verify_contact: a new subscriber waits on it
+	QueueDefault  = "default"  // manual syncs
+	QueueLow      = "low"      // scheduled syncs
+)
+
+// SyncPayload names the connection to floss, and the run to continue when one was opened by the caller.
+type SyncPayload struct {
+	ConnectionID string `json:"connection_id"`
+	RunID        string `json:"run_id,omitempty"`
+}
+
+// VerifyContactPayload names one contact of one connection by the platform's ids (never its address).
+type VerifyContactPayload struct {
+	ConnectionID string `json:"connection_id"`
+	ContactID    string `json:"contact_id"`
+	ListID       string `json:"list_id,omitempty"`
+}
+
+// Sync-task defaults. A run checkpoints after every page, so a retry resumes where the last one stopped.
+const (
+	syncMaxRetry   = 25
+	syncTimeout    = 6 * time.Hour
+	syncRetention  = 24 * time.Hour
+	verifyMaxRetry = 10
+	verifyTimeout  = 2 * time.Minute
+	verifyRetain   = 24 * time.Hour
+)
+
+// NewSyncTask builds the task of a manual run (the API's POST …/sync): its TaskID is the run's id, so
+// enqueueing the same run twice is refused by asynq (asynq.ErrTaskIDConflict).
+func NewSyncTask(p SyncPayload, queue string) (*asynq.Task, error) {
+	return newSync(p, queue, "sync:"+p.ConnectionID+":"+p.RunID)
+}
+
+// NewScheduledSyncTask builds the task of a scheduled run. Its TaskID is the connection and the start of
+// the scheduling window, so scheduler replicas ticking in the same window enqueue it once.
+func NewScheduledSyncTask(connectionID string, window time.Time) (*asynq.Task, error) {
+	id := fmt.Sprintf("sync:%s:%d", connectionID, window.Unix())
+	return newSync(SyncPayload{ConnectionID: connectionID}, QueueLow, id)
+}
+
+func newSync(p SyncPayload, queue, taskID string) (*asynq.Task, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(TypeSync, b,
+		asynq.TaskID(taskID), asynq.Queue(queue), asynq.MaxRetry(syncMaxRetry),
+		asynq.Timeout(syncTimeout), asynq.Retention(syncRetention)), nil
+}
+
+// NewVerifyContactTask builds the task for one new contact; TaskID per connection and contact.
+func NewVerifyContactTask(p VerifyContactPayload) (*asynq.Task, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(TypeVerifyContact, b,
+		asynq.TaskID("verify:"+p.ConnectionID+":"+p.ListID+":"+p.ContactID), asynq.Queue(QueueCritical),
+		asynq.MaxRetry(verifyMaxRetry), asynq.Timeout(verifyTimeout), asynq.Retention(verifyRetain)), nil
+}
