@@ -1,0 +1,411 @@
+package verify
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Options configure an Engine. Zero values take the defaults noted per field.
+type Options struct {
+	DNSServers  []string      // host:port; default: the servers of /etc/resolv.conf
+	DNSTimeout  time.Duration // per query and server; default 3s
+	PositiveTTL time.Duration // cache lifetime of a found answer (and of a catch-all verdict); default 1h
+	NegativeTTL time.Duration // cache lifetime of NXDOMAIN/no data/failures; default 5m
+
+	SMTPPort           int            // default 25
+	HostPorts          map[string]int // per-MX-host port override (tests, sandboxes)
+	HELO               string         // default "localhost"
+	MailFrom           string         // default "verify@localhost"
+	StepTimeout        time.Duration  // connect, greeting, helo, mail, rcpt each; default 10s
+	PerHostConcurrency int            // SMTP sessions at once per MX host; default 4
+	RcptPerTransaction int            // recipients between RSETs; default 50
+	RcptPerSession     int            // recipients per SMTP session (larger groups use more sessions); default 500
+	DomainConcurrency  int            // domains probed at once by VerifyBatch; default 32
+
+	Lists         *Lists         // nil = the embedded lists
+	ProviderRules *ProviderRules // nil = the rules shipped with Lists
+	Suggester     *Suggester     // nil = built from Lists' popular domains
+
+	// Dial opens SMTP connections; default a net.Dialer. Tests keep it real TCP.
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Now    func() time.Time // default time.Now
+	Logger zerolog.Logger   // default: disabled. Addresses are never logged.
+}
+
+// Engine verifies addresses. Build one with New and share it: it holds the DNS
+// cache, the catch-all cache and the per-host SMTP limits of a process.
+type Engine struct {
+	opt     Options
+	lists   *Lists
+	prov    *ProviderRules
+	sugg    *Suggester
+	dns     *resolver
+	prober  *prober
+	smtpCon atomic.Int64
+	probes  atomic.Int64
+}
+
+// New builds an engine.
+func New(o Options) (*Engine, error) {
+	if len(o.DNSServers) == 0 {
+		o.DNSServers = SystemDNSServers()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.DNSTimeout, 3*time.Second)
+	def(&o.PositiveTTL, time.Hour)
+	def(&o.NegativeTTL, 5*time.Minute)
+	def(&o.StepTimeout, 10*time.Second)
+	defi := func(d *int, v int) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defi(&o.SMTPPort, 25)
+	defi(&o.PerHostConcurrency, 4)
+	defi(&o.RcptPerTransaction, 50)
+	defi(&o.RcptPerSession, 500)
+	defi(&o.DomainConcurrency, 32)
+	if o.HELO == "" {
+		o.HELO = "localhost"
+	}
+	if o.MailFrom == "" {
+		o.MailFrom = "verify@localhost"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Dial == nil {
+		d := &net.Dialer{}
+		o.Dial = d.DialContext
+	}
+	if o.Lists == nil {
+		l, err := EmbeddedLists()
+		if err != nil {
+			return nil, err
+		}
+		o.Lists = l
+	}
+	if o.ProviderRules == nil {
+		o.ProviderRules = o.Lists.Providers()
+	}
+	if o.Suggester == nil {
+		o.Suggester = NewSuggester(o.Lists.Popular(), nil)
+	}
+	e := &Engine{opt: o, lists: o.Lists, prov: o.ProviderRules, sugg: o.Suggester}
+	e.dns = newResolver(o.DNSServers, o.DNSTimeout, o.PositiveTTL, o.NegativeTTL, o.Now)
+	e.prober = &prober{e: e, sems: map[string]chan struct{}{}, catchAll: map[string]catchAllEntry{}}
+	return e, nil
+}
+
+// Stats are counters since the engine was built.
+type Stats struct {
+	DNSQueries      int64 `json:"dns_queries"`
+	SMTPConnections int64 `json:"smtp_connections"`
+	SMTPProbes      int64 `json:"smtp_probes"` // recipients checked over SMTP
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{DNSQueries: e.dns.queries.Load(), SMTPConnections: e.smtpCon.Load(), SMTPProbes: e.probes.Load()}
+}
+
+// Lists returns the lists in use.
+func (e *Engine) Lists() *Lists { return e.lists }
+
+// Verify verifies one address.
+func (e *Engine) Verify(ctx context.Context, in Input, want Checks) Result {
+	return e.VerifyBatch(ctx, []Input{in}, want)[0]
+}
+
+// work is the in-progress state of one input.
+type work struct {
+	res      Result
+	addr     Address
+	start    time.Time
+	done     bool
+	found    Reason // best reason so far ("" = none)
+	mx       []string
+	dnsDur   time.Duration
+	needSMTP bool
+}
+
+func (w *work) find(r Reason) {
+	if w.found == "" || r.Precedes(w.found) {
+		w.found = r
+	}
+}
+
+func (w *work) ran(s string) { w.res.Evidence.Ran = append(w.res.Evidence.Ran, s) }
+
+// stop reports whether the engine may stop: a wanted check found a problem.
+func (w *work) stop(want Checks) bool {
+	return w.found != "" && want&NoEarlyStop == 0 && want.Has(w.found)
+}
+
+// VerifyBatch verifies many addresses; results are in input order. Addresses
+// of one domain share the DNS answer and SMTP sessions (one session per up to
+// RcptPerSession recipients, RSET every RcptPerTransaction).
+func (e *Engine) VerifyBatch(ctx context.Context, ins []Input, want Checks) []Result {
+	ws := make([]*work, len(ins))
+	for i, in := range ins {
+		ws[i] = e.local(in, want)
+	}
+	// DNS, per domain concurrently (single-flight makes duplicates free).
+	byDomain := map[string][]*work{}
+	var order []string
+	for _, w := range ws {
+		if w.done {
+			continue
+		}
+		d := w.addr.Domain
+		if _, ok := byDomain[d]; !ok {
+			order = append(order, d)
+		}
+		byDomain[d] = append(byDomain[d], w)
+	}
+	sem := make(chan struct{}, e.opt.DomainConcurrency)
+	var wg sync.WaitGroup
+	for _, d := range order {
+		group := byDomain[d]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			e.remote(ctx, d, group, want)
+		}()
+	}
+	wg.Wait()
+	out := make([]Result, len(ws))
+	for i, w := range ws {
+		out[i] = e.finish(w)
+	}
+	return out
+}
+
+func (e *Engine) finish(w *work) Result {
+	r := w.found
+	if r == "" {
+		r = ReasonValid
+	}
+	w.res.Reason = r
+	w.res.Status = r.Status()
+	w.res.Evidence.Duration = e.opt.Now().Sub(w.start)
+	w.res.Evidence.DNSDuration = w.dnsDur
+	w.res.VerifiedAt = e.opt.Now().UTC()
+	return w.res
+}
+
+// local runs the checks without network: syntax, lists, platform status, typo suggestion.
+func (e *Engine) local(in Input, want Checks) *work {
+	w := &work{start: e.opt.Now()}
+	raw := strings.TrimSpace(in.Email)
+	w.res.Email = raw
+	w.ran("syntax")
+	a, err := ParseAddress(raw)
+	if err != nil {
+		w.find(ReasonInvalid)
+		w.done = true
+		if at := strings.LastIndexByte(raw, '@'); at > 0 {
+			dom := strings.ToLower(raw[at+1:])
+			w.res.Domain = dom
+			if _, lerr := ParseAddress(raw[:at] + "@example.com"); lerr == nil {
+				w.res.Suggestion = e.sugg.SuggestAddress(raw[:at], dom)
+			}
+		}
+		return w
+	}
+	w.addr = a
+	w.res.Email = a.String()
+	w.res.Domain = a.Domain
+	l := e.lists
+	// lists
+	w.ran("lists")
+	local := strings.ToLower(a.Local)
+	if want.Has(ReasonSpam) && l.IsSpamTrap(local, a.Domain) {
+		w.res.Evidence.Lists = append(w.res.Evidence.Lists, string(ListSpamTrap))
+		w.find(ReasonSpam)
+	}
+	if want.Has(ReasonRole) && l.IsRole(local) {
+		w.res.Role = true
+		w.res.Evidence.Lists = append(w.res.Evidence.Lists, string(ListRole))
+		w.find(ReasonRole)
+	}
+	if want.Has(ReasonBanned) && (l.HasBannedWord(local) || l.HasBannedWord(a.Domain)) {
+		w.res.Evidence.Lists = append(w.res.Evidence.Lists, string(ListBanned))
+		w.find(ReasonBanned)
+	}
+	if want.Has(ReasonDisposable) && l.IsDisposable(a.Domain) {
+		w.res.Disposable = true
+		w.res.Evidence.Lists = append(w.res.Evidence.Lists, string(ListDisposable))
+		w.find(ReasonDisposable)
+	}
+	if l.IsFree(a.Domain) {
+		w.res.Free = true
+		w.res.Evidence.Lists = append(w.res.Evidence.Lists, string(ListFree))
+	}
+	// platform status
+	switch strings.ToLower(in.PlatformStatus) {
+	case PlatformComplained:
+		if want.Has(ReasonComplainer) {
+			w.find(ReasonComplainer)
+		}
+	case PlatformBounced:
+		if want.Has(ReasonBounced) {
+			w.find(ReasonBounced)
+		}
+	}
+	// typo suggestion (informational)
+	w.ran("suggest")
+	w.res.Suggestion = e.sugg.SuggestAddress(a.Local, a.Domain)
+	if w.stop(want) {
+		w.done = true
+		return w
+	}
+	// provider rules: never probed, verdict by rule
+	if v, ok := e.prov.ForDomain(a.Domain); ok {
+		w.res.Evidence.Provider = a.Domain
+		if v == ReasonAcceptAll && want.Has(ReasonAcceptAll) {
+			w.find(ReasonAcceptAll)
+		}
+		w.done = true
+		return w
+	}
+	if !want.WantsDNS() {
+		w.done = true
+	}
+	return w
+}
+
+// remote runs DNS (and SMTP) for the works of one domain.
+func (e *Engine) remote(ctx context.Context, domain string, group []*work, want Checks) {
+	t0 := e.opt.Now()
+	info, cached := e.dns.mail(ctx, domain)
+	dur := e.opt.Now().Sub(t0)
+	var ns []string
+	var nsErr string
+	parked := false
+	if want.Has(ReasonAvailable) && (info.outcome == dnsOK) {
+		ns, nsErr = e.dns.ns(ctx, domain)
+		for _, h := range ns {
+			if e.lists.IsParkingHost(h) {
+				parked = true
+			}
+		}
+		if !info.implicit {
+			for _, h := range info.mx {
+				if e.lists.IsParkingHost(h) {
+					parked = true
+				}
+			}
+		}
+	}
+	_ = nsErr
+	var provVerdict Reason
+	var provHost string
+	if info.outcome == dnsOK && len(info.mx) > 0 && !info.implicit {
+		provVerdict, provHost, _ = e.prov.ForMX(info.mx[0])
+	}
+	var smtp []*work
+	for _, w := range group {
+		w.ran("dns")
+		w.dnsDur = dur
+		ev := &w.res.Evidence
+		ev.DNSCached = cached
+		ev.MX = info.mx
+		ev.ImplicitMX = info.implicit
+		ev.DNSError = info.err
+		ev.NS = ns
+		switch info.outcome {
+		case dnsNXDomain, dnsNoMail:
+			w.find(ReasonIllegitimate)
+			continue
+		case dnsNullMX:
+			ev.NullMX = true
+			ev.MX = nil
+			w.find(ReasonIllegitimate)
+			continue
+		case dnsTemp:
+			w.find(ReasonUnverified)
+			continue
+		}
+		if parked {
+			w.res.Evidence.Lists = append(w.res.Evidence.Lists, string(ListParking))
+			w.find(ReasonAvailable)
+		}
+		if w.stop(want) || !want.WantsSMTP() {
+			continue
+		}
+		if provVerdict != "" {
+			ev.Provider = provHost
+			if provVerdict == ReasonAcceptAll && want.Has(ReasonAcceptAll) {
+				w.find(ReasonAcceptAll)
+			}
+			continue
+		}
+		smtp = append(smtp, w)
+	}
+	if len(smtp) == 0 {
+		return
+	}
+	// SMTP: chunks of RcptPerSession recipients, each one session.
+	var wg sync.WaitGroup
+	for start := 0; start < len(smtp); start += e.opt.RcptPerSession {
+		end := min(start+e.opt.RcptPerSession, len(smtp))
+		chunk := smtp[start:end]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.probeChunk(ctx, domain, info.mx, chunk, want)
+		}()
+	}
+	wg.Wait()
+}
+
+func (e *Engine) probeChunk(ctx context.Context, domain string, mx []string, chunk []*work, want Checks) {
+	// de-duplicate local parts (case-insensitively the same mailbox is probed once)
+	idx := map[string]int{}
+	var locals []string
+	for _, w := range chunk {
+		k := strings.ToLower(w.addr.Local)
+		if _, ok := idx[k]; !ok {
+			idx[k] = len(locals)
+			locals = append(locals, w.addr.Local)
+		}
+	}
+	t0 := e.opt.Now()
+	pr := e.prober.probe(ctx, domain, mx, locals, want.Has(ReasonAcceptAll))
+	dur := e.opt.Now().Sub(t0)
+	e.smtpCon.Add(int64(pr.conns))
+	e.probes.Add(int64(len(locals)))
+	for _, w := range chunk {
+		o := pr.rcpts[idx[strings.ToLower(w.addr.Local)]]
+		ev := &w.res.Evidence
+		w.ran("smtp")
+		ev.SMTPDuration = dur
+		ev.MXHost = o.mxHost
+		ev.SMTPCode = o.code
+		ev.SMTPText = o.text
+		ev.SMTPStep = o.step
+		ev.SMTPError = o.neterr
+		ev.CatchAll = pr.catchAll
+		r := o.reason
+		if r == ReasonAcceptAll && !want.Has(ReasonAcceptAll) {
+			r = ReasonValid
+		}
+		if r != ReasonValid {
+			w.find(r)
+		}
+	}
+}
+
