@@ -124,4 +124,3 @@ func nullString(s string) any {
 	}
 	return s
 }
-

@@ -538,4 +538,3 @@ func (s *Store) ListSnapshots(ctx context.Context, cnxID string, p Page) ([]Snap
 	out, next := trimPage(out, seqs, p.limit())
 	return out, next, nil
 }
-

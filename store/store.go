@@ -52,8 +52,8 @@ const (
 
 // Options are a Store's dependencies besides the database URL.
 type Options struct {
-	Keys *seal.KeyRing     // seals connection credentials; required for connection writes and reads of secrets
-	Now  func() time.Time  // clock; nil = time.Now
+	Keys *seal.KeyRing    // seals connection credentials; required for connection writes and reads of secrets
+	Now  func() time.Time // clock; nil = time.Now
 }
 
 // Store is the repository over one database. It is safe for concurrent use.
