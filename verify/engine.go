@@ -408,4 +408,3 @@ func (e *Engine) probeChunk(ctx context.Context, domain string, mx []string, chu
 		}
 	}
 }
-
