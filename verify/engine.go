@@ -22,7 +22,8 @@ type Options struct {
 	HostPorts          map[string]int // per-MX-host port override (tests, sandboxes)
 	HELO               string         // default "localhost"
 	MailFrom           string         // default "verify@localhost"
-	StepTimeout        time.Duration  // connect, greeting, helo, mail, rcpt each; default 10s
+	ConnectTimeout     time.Duration  // TCP connect and the greeting; default StepTimeout
+	StepTimeout        time.Duration  // each SMTP command (EHLO/HELO, MAIL, RCPT, RSET); default 10s
 	PerHostConcurrency int            // SMTP sessions at once per MX host; default 4
 	RcptPerTransaction int            // recipients between RSETs; default 50
 	RcptPerSession     int            // recipients per SMTP session (larger groups use more sessions); default 500
@@ -65,6 +66,7 @@ func New(o Options) (*Engine, error) {
 	def(&o.PositiveTTL, time.Hour)
 	def(&o.NegativeTTL, 5*time.Minute)
 	def(&o.StepTimeout, 10*time.Second)
+	def(&o.ConnectTimeout, o.StepTimeout)
 	defi := func(d *int, v int) {
 		if *d <= 0 {
 			*d = v

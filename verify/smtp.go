@@ -42,7 +42,11 @@ type smtpStep struct {
 
 // do sends one command (or none for the greeting) and reads the reply within the step timeout.
 func (s *smtpStep) do(cmd string) (int, string, error) {
-	_ = s.conn.SetDeadline(time.Now().Add(s.timeout))
+	return s.doWithin(cmd, s.timeout)
+}
+
+func (s *smtpStep) doWithin(cmd string, timeout time.Duration) (int, string, error) {
+	_ = s.conn.SetDeadline(time.Now().Add(timeout))
 	if cmd != "" {
 		if err := s.tp.PrintfLine("%s", cmd); err != nil {
 			return 0, "", err
@@ -265,7 +269,7 @@ func (p *prober) connect(ctx context.Context, host string) (st *smtpStep, step s
 	}
 	var c net.Conn
 	for _, a := range addrs {
-		dctx, cancel := context.WithTimeout(ctx, o.StepTimeout)
+		dctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
 		c, err = o.Dial(dctx, "tcp", net.JoinHostPort(a, strconv.Itoa(port)))
 		cancel()
 		if err == nil {
@@ -277,7 +281,7 @@ func (p *prober) connect(ctx context.Context, host string) (st *smtpStep, step s
 	}
 	st = &smtpStep{conn: c, tp: textproto.NewConn(c), timeout: o.StepTimeout}
 	st.stop = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	code, text, err = st.do("")
+	code, text, err = st.doWithin("", o.ConnectTimeout)
 	if err != nil || code != 220 {
 		st.stop()
 		_ = c.Close()

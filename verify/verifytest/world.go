@@ -75,6 +75,8 @@ type World struct {
 	hangConns  []net.Conn
 	dnsQueries atomic.Int64
 	conns      sync.Map // server name → *atomic.Int64
+	maxActive  sync.Map // server name → *atomic.Int64
+	resets     sync.Map // server name → *atomic.Int64
 	closeOnce  sync.Once
 }
 
@@ -163,6 +165,24 @@ func (w *World) SMTPConnections(server string) int64 {
 	return 0
 }
 
+// MaxConcurrentSessions is the highest number of simultaneous sessions a
+// server has seen.
+func (w *World) MaxConcurrentSessions(server string) int64 {
+	if v, ok := w.maxActive.Load(server); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// Resets is the number of transaction resets (RSET, and go-smtp's own resets
+// after MAIL errors or at session start) a server has seen.
+func (w *World) Resets(server string) int64 {
+	if v, ok := w.resets.Load(server); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
 // EngineOptions returns engine options wired to this world: its DNS server and
 // port map, short timeouts (DNS 300ms, SMTP steps 1s) and lists including the
 // world's trap domain.
@@ -232,20 +252,33 @@ func mailboxRcpt(to string) error {
 }
 
 type backend struct {
-	name  string
-	rcpt  func(to string) error
-	count *atomic.Int64
+	name   string
+	rcpt   func(to string) error
+	count  *atomic.Int64
+	active atomic.Int64
+	max    *atomic.Int64
+	rsets  *atomic.Int64
 }
 
 func (b *backend) NewSession(*smtp.Conn) (smtp.Session, error) {
 	b.count.Add(1)
+	n := b.active.Add(1)
+	for {
+		m := b.max.Load()
+		if n <= m || b.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
 	return &session{b: b}, nil
 }
 
 type session struct{ b *backend }
 
-func (s *session) Reset()        {}
-func (s *session) Logout() error { return nil }
+func (s *session) Reset() { s.b.rsets.Add(1) }
+func (s *session) Logout() error {
+	s.b.active.Add(-1)
+	return nil
+}
 func (s *session) Mail(string, *smtp.MailOptions) error {
 	return nil
 }
@@ -256,9 +289,11 @@ func (s *session) Data(r io.Reader) error {
 }
 
 func (w *World) startSMTP(name string, rcpt func(string) error) (int, error) {
-	cnt := &atomic.Int64{}
+	cnt, mx, rs := &atomic.Int64{}, &atomic.Int64{}, &atomic.Int64{}
 	w.conns.Store(name, cnt)
-	s := smtp.NewServer(&backend{name: name, rcpt: rcpt, count: cnt})
+	w.maxActive.Store(name, mx)
+	w.resets.Store(name, rs)
+	s := smtp.NewServer(&backend{name: name, rcpt: rcpt, count: cnt, max: mx, rsets: rs})
 	s.Domain = "mx." + name + ".test"
 	s.ReadTimeout = 10 * time.Second
 	s.WriteTimeout = 10 * time.Second
