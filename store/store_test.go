@@ -22,7 +22,7 @@ type fakeClock struct {
 	t  time.Time
 }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // env is what each case gets: a migrated store on one database, and the database URL to open more
@@ -295,7 +295,7 @@ var storeCases = []struct {
 		wantErr(t, err, store.ErrInvalid)
 		bulk, err := st.AddRules(ctx(), a.ID, c.ID, []store.NewRule{
 			{List: store.Whitelist, Keyword: "a.com", MatchOn: store.MatchDomain},
-			{List: store.Whitelist, Keyword: "info"}, // existing
+			{List: store.Whitelist, Keyword: "info"},                              // existing
 			{List: store.Whitelist, Keyword: "A.COM", MatchOn: store.MatchDomain}, // duplicate within the batch
 		})
 		if err != nil || len(bulk) != 3 || bulk[1] != r1 || bulk[0] != bulk[2] {
