@@ -1,0 +1,36 @@
+package esptest
+
+// fakes is the table of platform fakes: ONE line per platform. Adding a platform's fake = its file
+// esptest/<slug>.go defining <slug>Spec() and setting its line here. The contract suite (esp/contract_test.go)
+// runs every platform that has both an adapter (esp registry New != nil) and a fake here.
+func fakes() map[string]func() Spec {
+	return map[string]func() Spec{
+		"klaviyo":         klaviyoSpec,
+		"mailchimp":       nil,
+		"brevo":           nil,
+		"activecampaign":  nil,
+		"convertkit":      nil,
+		"mailerlite":      nil,
+		"getresponse":     nil,
+		"campaignmonitor": nil,
+		"constantcontact": nil,
+		"drip":            nil,
+		"gist":            nil,
+		"hubspot":         nil,
+		"keap":            nil,
+		"moosend":         nil,
+		"ontraport":       nil,
+		"sendlane":        nil,
+		"iterable":        nil,
+		"customerio":      nil,
+	}
+}
+
+// Lookup returns the fake Spec of a platform.
+func Lookup(slug string) (Spec, bool) {
+	f := fakes()[slug]
+	if f == nil {
+		return Spec{}, false
+	}
+	return f(), true
+}
