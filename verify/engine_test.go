@@ -122,10 +122,10 @@ func TestGatesOffSkipWork(t *testing.T) {
 		email string
 		want  verify.Reason
 	}{
-		{"info@" + verifytest.DomainGood, verify.ReasonValid},                 // role off: not looked up
-		{"nobody.x@" + verifytest.DomainGood, verify.ReasonValid},             // no SMTP gate: no probe
-		{"ok.x@" + verifytest.DomainNXDomain, verify.ReasonIllegitimate},      // DNS still runs
-		{"x@mailinator.com", verify.ReasonDisposable},                         // on
+		{"info@" + verifytest.DomainGood, verify.ReasonValid},            // role off: not looked up
+		{"nobody.x@" + verifytest.DomainGood, verify.ReasonValid},        // no SMTP gate: no probe
+		{"ok.x@" + verifytest.DomainNXDomain, verify.ReasonIllegitimate}, // DNS still runs
+		{"x@mailinator.com", verify.ReasonDisposable},                    // on
 	}
 	for _, c := range cases {
 		r := e.Verify(ctx, verify.Input{Email: c.email}, normal)

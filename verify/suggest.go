@@ -134,6 +134,9 @@ func (s *Suggester) nearest(d string) string {
 		default:
 			budget = 1.5
 		}
+		if ccSwap(d, c.domain) {
+			continue // hotmail.dk is not a slip of hotmail.de: both are country domains
+		}
 		diff := len(d) - len(c.domain)
 		if diff < -3 || diff > 3 {
 			continue
@@ -159,6 +162,17 @@ func (s *Suggester) nearest(d string) string {
 		return ""
 	}
 	return bestD
+}
+
+// ccSwap reports whether a and b differ only in a two-letter top-level label
+// that is not a transposition (yahoo.cn vs yahoo.ca; yahoo.rf vs yahoo.fr is a slip).
+func ccSwap(a, b string) bool {
+	ia, ib := strings.LastIndexByte(a, '.'), strings.LastIndexByte(b, '.')
+	if ia < 0 || ib < 0 || a[:ia] != b[:ib] {
+		return false
+	}
+	ta, tb := a[ia+1:], b[ib+1:]
+	return len(ta) == 2 && len(tb) == 2 && ta != tb && !(ta[0] == tb[1] && ta[1] == tb[0])
 }
 
 // SuggestAddress returns local@corrected-domain or "".

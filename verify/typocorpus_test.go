@@ -1,0 +1,236 @@
+package verify
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+)
+
+var updateCorpus = flag.Bool("update-corpus", false, "regenerate testdata/typos.tsv and testdata/correct.txt")
+
+const (
+	typoFile    = "testdata/typos.tsv"   // typed-domain <TAB> intended-domain
+	correctFile = "testdata/correct.txt" // address <TAB> class (popular|free|company)
+)
+
+func readLines(t testing.TB, p string) []string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatalf("%v (regenerate with: go test ./verify -run TestTypoCorpus -update-corpus)", err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" && l[0] != '#' {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// typoVariants returns realistic single slips of d: adjacent-key
+// substitutions, transpositions, dropped and doubled letters, a neighbour key
+// pressed too, top-level slips, and one name slip combined with a top-level slip.
+func typoVariants(d string) []string {
+	i := strings.IndexByte(d, '.')
+	name, suffix := d[:i], d[i:]
+	var names []string
+	// Names of ≤ 3 letters (aol, gmx, 163, sky…) get top-level slips only: nearly
+	// every one-letter variant of a three-letter name is a real, different
+	// domain, so no careful suggester corrects them, and a corpus that counted
+	// them would reward recklessness.
+	for j := 0; j < len(name) && len(name) > 3; j++ {
+		c := name[j]
+		if j+1 < len(name) && name[j] != name[j+1] {
+			names = append(names, name[:j]+string(name[j+1])+string(c)+name[j+2:])
+		}
+		if len(name) >= 4 {
+			names = append(names, name[:j]+name[j+1:])
+		}
+		names = append(names, name[:j+1]+string(c)+name[j+1:])
+		for k := 0; k < 256; k++ {
+			if adjacent(c, byte(k)) && (k >= 'a' && k <= 'z' || k >= '0' && k <= '9') {
+				names = append(names, name[:j]+string(rune(k))+name[j+1:])
+				names = append(names, name[:j+1]+string(rune(k))+name[j+1:])
+			}
+		}
+	}
+	var out []string
+	for _, n := range names {
+		out = append(out, n+suffix)
+	}
+	tl := suffix[strings.LastIndexByte(suffix, '.')+1:]
+	pre := d[:len(d)-len(tl)]
+	slips := map[string][]string{
+		"com": {"cmo", "con", "ocm", "cpm", "vom", "xom", "comm", "cm", "co", "om", "coom"},
+		"net": {"nte", "ner", "nett", "ne"},
+		"org": {"ogr", "orgg"},
+		"de":  {"ed"}, "fr": {"rf"}, "ru": {"ur"},
+	}
+	for _, s := range slips[tl] {
+		out = append(out, pre+s)
+	}
+	if tl == "com" && len(names) > 0 {
+		for _, n := range names[:min(3, len(names))] {
+			out = append(out, n+suffix[:len(suffix)-3]+"cmo")
+		}
+	}
+	return out
+}
+
+func generateCorpus(t *testing.T, l *Lists) {
+	rng := rand.New(rand.NewPCG(2026, 6))
+	popular := l.Popular()
+	popSet := set(popular)
+	companies := readLines(t, "testdata/company_domains.txt")
+	var free []string
+	for _, d := range l.Entries(ListFree) {
+		if _, ok := popSet[d]; !ok && !l.IsDisposable(d) {
+			free = append(free, d)
+		}
+	}
+	real := set(append(append(append([]string{}, popular...), free...), companies...))
+	// typos: source of each variant; variants reachable from two popular domains are ambiguous and dropped
+	src := map[string]string{}
+	amb := map[string]bool{}
+	for _, d := range popular {
+		for _, v := range typoVariants(d) {
+			if _, ok := real[v]; ok || v == d {
+				continue
+			}
+			if _, err := parseDomain(v); err != nil {
+				continue
+			}
+			if s, ok := src[v]; ok && s != d {
+				amb[v] = true
+			}
+			src[v] = d
+		}
+	}
+	var typos []string
+	for v, d := range src {
+		if !amb[v] && !l.IsDisposable(v) == !l.IsDisposable(v) {
+			typos = append(typos, v+"\t"+d)
+		}
+	}
+	sort.Strings(typos)
+	rng.Shuffle(len(typos), func(i, j int) { typos[i], typos[j] = typos[j], typos[i] })
+	typos = typos[:800]
+	sort.Strings(typos)
+	first := []string{"james", "mary", "john", "patricia", "robert", "jennifer", "michael", "linda", "william", "elizabeth", "david", "barbara", "richard", "susan", "joseph", "jessica", "thomas", "sarah", "charles", "karen", "anna", "luca", "sofia", "hans", "yuki", "wei", "priya", "omar", "fatima", "ivan"}
+	last := []string{"smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez", "martinez", "muller", "rossi", "dubois", "tanaka", "wang", "patel", "kowalski", "silva", "nguyen", "kim"}
+	local := func() string {
+		f, s := first[rng.IntN(len(first))], last[rng.IntN(len(last))]
+		switch rng.IntN(4) {
+		case 0:
+			return f + "." + s
+		case 1:
+			return f + s + fmt.Sprint(rng.IntN(100))
+		case 2:
+			return f[:1] + s
+		}
+		return f + "_" + s
+	}
+	var correct []string
+	sort.Strings(free)
+	for i := 0; i < 5200; i++ {
+		switch r := rng.IntN(100); {
+		case r < 35:
+			correct = append(correct, local()+"@"+popular[rng.IntN(len(popular))]+"\tpopular")
+		case r < 70:
+			correct = append(correct, local()+"@"+free[rng.IntN(len(free))]+"\tfree")
+		default:
+			correct = append(correct, local()+"@"+companies[rng.IntN(len(companies))]+"\tcompany")
+		}
+	}
+	hdr := "# generated by `go test ./verify -run TestTypoCorpus -update-corpus` (seeded, deterministic)\n"
+	if err := os.WriteFile(typoFile, []byte(hdr+"# typed domain\tintended domain\n"+strings.Join(typos, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(correctFile, []byte(hdr+"# address\tclass\n"+strings.Join(correct, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTypoCorpus(t *testing.T) {
+	l, err := EmbeddedLists()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *updateCorpus {
+		generateCorpus(t, l)
+	}
+	s := NewSuggester(l.Popular(), nil)
+	typos := readLines(t, typoFile)
+	correct := readLines(t, correctFile)
+	if len(typos) < 500 || len(correct) < 5000 {
+		t.Fatalf("corpus too small: %d typos, %d correct", len(typos), len(correct))
+	}
+	hit, miss, wrong := 0, 0, 0
+	for _, ln := range typos {
+		f := strings.Split(ln, "\t")
+		got := s.SuggestDomain(f[0])
+		switch got {
+		case f[1]:
+			hit++
+		case "":
+			miss++
+			if miss <= 15 {
+				t.Logf("missed: %s (want %s)", f[0], f[1])
+			}
+		default:
+			wrong++
+			t.Logf("wrong: %s → %s (want %s)", f[0], got, f[1])
+		}
+	}
+	fp := map[string]int{}
+	for _, ln := range correct {
+		f := strings.Split(ln, "\t")
+		a, err := ParseAddress(f[0])
+		if err != nil {
+			t.Fatalf("corpus address invalid: %v", err)
+		}
+		if sg := s.SuggestDomain(a.Domain); sg != "" {
+			fp[f[1]]++
+			t.Logf("false suggestion: %s → %s", a.Domain, sg)
+		}
+	}
+	fps := fp["popular"] + fp["free"] + fp["company"]
+	acc := float64(hit) / float64(len(typos))
+	fpr := float64(fps) / float64(len(correct))
+	t.Logf("typo corpus: %d typos, top-1 accuracy %.2f%% (%d missed, %d wrong); %d correct addresses, false suggestions %.2f%% (%v)",
+		len(typos), acc*100, miss, wrong, len(correct), fpr*100, fp)
+	if acc < 0.95 {
+		t.Errorf("top-1 accuracy %.2f%% < 95%%", acc*100)
+	}
+	if fpr > 0.005 {
+		t.Errorf("false-suggestion rate %.2f%% > 0.5%%", fpr*100)
+	}
+}
+
+func BenchmarkSuggestUnknownDomain(b *testing.B) {
+	l, _ := EmbeddedLists()
+	s := NewSuggester(l.Popular(), nil)
+	ds := []string{"gmial.com", "acme-widgets.com", "hotmial.co", "example.org", "yahooo.fr", "company.io"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.suggest(ds[i%len(ds)]) // uncached
+	}
+}
+
+func BenchmarkSuggestCached(b *testing.B) {
+	l, _ := EmbeddedLists()
+	s := NewSuggester(l.Popular(), nil)
+	ds := []string{"gmial.com", "acme-widgets.com", "gmail.com", "example.org"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.SuggestDomain(ds[i&3])
+	}
+}
