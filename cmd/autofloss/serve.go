@@ -1,0 +1,31 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/autofloss/autofloss/internal/app"
+)
+
+// runServe runs the api server, the asynq worker and the scheduler cron in one process (small installs
+// and `make run`) until SIGINT/SIGTERM. Later issues plug in the API handler, the task handlers and the
+// enqueueing tick.
+func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+	fs, cfg := flags("serve", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	a, err := app.Start(ctx, app.Options{ConfigPath: *cfg, LogOutput: stderr, Component: "serve"})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.ServeHTTP(ctx, a.OpsMux(), nil) })
+	g.Go(func() error { return a.RunWorker(ctx, asynq.NewServeMux()) })
+	g.Go(func() error { return a.RunScheduler(ctx, a.CountDue) })
+	return g.Wait()
+}
