@@ -179,4 +179,3 @@ func KeyRing(c config.Secrets, log zerolog.Logger) (*seal.KeyRing, error) {
 	}
 	return r, nil
 }
-
