@@ -208,13 +208,14 @@ func contract(t *testing.T, p esp.Platform) {
 	})
 
 	t.Run("resume", func(t *testing.T) {
-		h := newHarness(t, slug, setup{seed: esptest.Seed{N: 3001, Seed: 3, Lists: 3}, pageSize: 0})
-		first, cur, err := readAll(ctx, t, h.adapter(true), "", time.Time{}, 7)
+		// 50 per page (every platform allows it), stop after 11 pages: mid-list, past the first list.
+		h := newHarness(t, slug, setup{seed: esptest.Seed{N: 1001, Seed: 3, Lists: 3}, pageSize: 50})
+		first, cur, err := readAll(ctx, t, h.adapter(true), "", time.Time{}, 11)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if cur == "" {
-			t.Fatal("7 pages read everything; the fake is too small to test resume")
+			t.Fatal("11 pages read everything; the fake is too small to test resume")
 		}
 		// A new adapter (a restarted worker) continues from the stored cursor.
 		rest, _, err := readAll(ctx, t, h.adapter(true), cur, time.Time{}, 0)
@@ -231,7 +232,7 @@ func contract(t *testing.T, p esp.Platform) {
 	})
 
 	t.Run("incremental", func(t *testing.T) {
-		h := newHarness(t, slug, setup{seed: esptest.Seed{N: 600, Seed: 4, Lists: 3}})
+		h := newHarness(t, slug, setup{seed: esptest.Seed{N: 600, Seed: 4, Lists: 3}, pageSize: 10})
 		mark := time.Now().Add(-time.Second)
 		touched := h.fake.Touch(25)
 		have, _, err := readAll(ctx, t, h.adapter(true), "", mark, 0)

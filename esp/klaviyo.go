@@ -26,11 +26,11 @@ const (
 )
 
 type klaviyo struct {
-	base  string
-	hdr   http.Header
-	acct  *Account
-	size  int
-	caps  Capabilities
+	base string
+	hdr  http.Header
+	acct *Account
+	size int
+	caps Capabilities
 }
 
 func newKlaviyo(cfg Config) (Adapter, error) {

@@ -209,7 +209,9 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-func key(name, label string) CredentialField { return CredentialField{Name: name, Label: label, Secret: true} }
+func key(name, label string) CredentialField {
+	return CredentialField{Name: name, Label: label, Secret: true}
+}
 func plain(name, label string) CredentialField { return CredentialField{Name: name, Label: label} }
 
 var apiKey = key("api_key", "API key")
@@ -221,9 +223,9 @@ func platforms() []Platform {
 			Limits: Limits{Rate: 700.0 / 60, Burst: 75}, Capabilities: Capabilities{ChangedSince: true},
 			New: newKlaviyo},
 		{Slug: "mailchimp", Name: "Mailchimp", Fields: []CredentialField{apiKey}, Connectable: true,
-			Limits: Limits{Concurrency: 10}, Capabilities: Capabilities{ChangedSince: true, TotalKnown: true},
+			Limits: Limits{Concurrency: 10}, Capabilities: Capabilities{ChangedSince: true},
 			check: checkMailchimp,
-			New:   nil},
+			New:   newMailchimp},
 		{Slug: "brevo", Name: "Brevo", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 10, Burst: 10}, Capabilities: Capabilities{ChangedSince: true, TotalKnown: true},
 			New: nil},

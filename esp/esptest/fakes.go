@@ -6,7 +6,7 @@ package esptest
 func fakes() map[string]func() Spec {
 	return map[string]func() Spec{
 		"klaviyo":         klaviyoSpec,
-		"mailchimp":       nil,
+		"mailchimp":       mailchimpSpec,
 		"brevo":           nil,
 		"activecampaign":  nil,
 		"convertkit":      nil,

@@ -1,0 +1,378 @@
+package esp
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Mailchimp (esp-platforms.md § mailchimp). Contacts are read audience by audience with offset paging
+// (count 1000); a contact in two audiences comes twice, with its ListID, because writes are per audience
+// member. The cursor encodes the audience (index and id) and the offset, so a fresh adapter resumes.
+//
+// Incremental reads (since_last_changed, sorted by last_changed ascending) page by keyset instead of a bare
+// offset: the cursor carries the last last_changed seen and how many contacts with that second were already
+// returned. A write-back during the run moves the written contacts to the end of the window (they come again,
+// harmlessly) instead of shifting the offsets and skipping unseen contacts. Full reads use plain offsets; a
+// delete (archive) during a full read can shift one contact out of this run (the next run sees it).
+//
+// Statuses: cleaned → bounced; unsubscribed and archived → unsubscribed; subscribed, pending and
+// transactional → subscribed. Mailchimp records abuse complaints as unsubscribes, so complained never occurs.
+
+const (
+	mailchimpPageMax = 1000
+	mailchimpCursor  = "m1:"
+)
+
+// mailchimpMergeTags maps the canonical fields to merge tags (at most 10 upper-case characters).
+var mailchimpMergeTags = map[string]string{
+	FieldPassed:     "MF_PASSED",
+	FieldReason:     "MF_REASON",
+	FieldMode:       "MF_MODE",
+	FieldFlossedOn:  "MF_FLOSSED",
+	FieldStatus:     "MF_STATUS",
+	FieldFixed:      "MF_FIXED",
+	FieldSuggestion: "MF_SUGGEST",
+}
+
+// MailchimpMergeTag returns the merge tag of a canonical field (or of any other name: upper-cased, letters,
+// digits and '_' kept, cut to 10 characters).
+func MailchimpMergeTag(name string) string {
+	if t, ok := mailchimpMergeTags[name]; ok {
+		return t
+	}
+	var b strings.Builder
+	for _, r := range strings.ToUpper(name) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '_' {
+			b.WriteRune(r)
+		}
+		if b.Len() == 10 {
+			break
+		}
+	}
+	return b.String()
+}
+
+type mailchimp struct {
+	base string
+	hdr  http.Header
+	acct *Account
+	size int
+	caps Capabilities
+
+	mu    sync.Mutex
+	lists []List
+}
+
+func newMailchimp(cfg Config) (Adapter, error) {
+	key := cfg.Credentials["api_key"]
+	dc, ok := MailchimpDC(key)
+	if !ok {
+		return nil, &CredentialError{Field: "api_key", Code: "invalid_credentials_format", Reason: "must end in -<dc>"}
+	}
+	base := "https://" + dc + ".api.mailchimp.com"
+	if cfg.BaseURL != "" {
+		base = strings.TrimRight(cfg.BaseURL, "/")
+	}
+	h := http.Header{}
+	h.Set("Authorization", "Basic "+basicAuth("autofloss", key))
+	return &mailchimp{
+		base: base + "/3.0", hdr: h,
+		acct: cfg.Client.Account("mailchimp", key, cfg.Platform.Limits, MailchimpThrottle),
+		size: cfg.Options.pageSize("mailchimp", mailchimpPageMax),
+		caps: cfg.Platform.Capabilities,
+	}, nil
+}
+
+func basicAuth(user, pass string) string {
+	r := &http.Request{Header: http.Header{}}
+	r.SetBasicAuth(user, pass)
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+}
+
+func (m *mailchimp) Capabilities() Capabilities { return m.caps }
+
+func (m *mailchimp) Lists(ctx context.Context) ([]List, error) {
+	var out []List
+	for offset := 0; ; {
+		var page struct {
+			Lists []struct {
+				ID   string `json:"id"`
+				Name string `json:"name"`
+			} `json:"lists"`
+			Total int `json:"total_items"`
+		}
+		u := fmt.Sprintf("%s/lists?count=%d&offset=%d&fields=lists.id,lists.name,total_items", m.base, mailchimpPageMax, offset)
+		if err := m.acct.DoJSON(ctx, http.MethodGet, u, m.hdr, nil, Into(&page)); err != nil {
+			return nil, err
+		}
+		for _, l := range page.Lists {
+			out = append(out, List{ID: l.ID, Name: l.Name})
+		}
+		offset += len(page.Lists)
+		if len(page.Lists) == 0 || offset >= page.Total {
+			break
+		}
+	}
+	m.mu.Lock()
+	m.lists = out
+	m.mu.Unlock()
+	return out, nil
+}
+
+func (m *mailchimp) cachedLists(ctx context.Context) ([]List, error) {
+	m.mu.Lock()
+	l := m.lists
+	m.mu.Unlock()
+	if l != nil {
+		return l, nil
+	}
+	return m.Lists(ctx)
+}
+
+// mcCursor is the decoded resume point.
+type mcCursor struct {
+	list   int
+	listID string
+	offset int
+	since  int64 // Unix seconds of the since_last_changed to send (exclusive); 0 = full read
+	orig   int64 // the caller's since, where every audience's window starts
+}
+
+func (c mcCursor) String() string {
+	return fmt.Sprintf("%s%d:%s:%d:%d:%d", mailchimpCursor, c.list, c.listID, c.offset, c.since, c.orig)
+}
+
+func parseMCCursor(s string) (mcCursor, error) {
+	rest, ok := strings.CutPrefix(s, mailchimpCursor)
+	parts := strings.Split(rest, ":")
+	if !ok || len(parts) != 5 {
+		return mcCursor{}, errors.New("esp: mailchimp: foreign cursor")
+	}
+	var c mcCursor
+	var err1, err2, err3, err4 error
+	c.list, err1 = strconv.Atoi(parts[0])
+	c.listID = parts[1]
+	c.offset, err2 = strconv.Atoi(parts[2])
+	c.since, err3 = strconv.ParseInt(parts[3], 10, 64)
+	c.orig, err4 = strconv.ParseInt(parts[4], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || c.list < 0 || c.offset < 0 {
+		return mcCursor{}, errors.New("esp: mailchimp: malformed cursor")
+	}
+	return c, nil
+}
+
+type mcMember struct {
+	ID          string `json:"id"`
+	Email       string `json:"email_address"`
+	Status      string `json:"status"`
+	LastChanged string `json:"last_changed"`
+}
+
+func mcStatus(s string) Status {
+	switch s {
+	case "cleaned":
+		return StatusBounced
+	case "unsubscribed", "archived":
+		return StatusUnsubscribed
+	}
+	return StatusSubscribed
+}
+
+func (m *mailchimp) Contacts(ctx context.Context, cursor Cursor, since time.Time) (Page, error) {
+	lists, err := m.cachedLists(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	var c mcCursor
+	if cursor == "" {
+		if !since.IsZero() {
+			c.since = max(since.Unix(), 1)
+			c.orig = c.since
+		}
+	} else if c, err = parseMCCursor(string(cursor)); err != nil {
+		return Page{}, err
+	}
+	// Find the cursor's audience again (audiences may have been added or removed since).
+	if c.listID != "" {
+		for i, l := range lists {
+			if l.ID == c.listID {
+				c.list = i
+				break
+			}
+		}
+		if c.list >= len(lists) || lists[c.list].ID != c.listID {
+			c.offset = 0 // the audience is gone: continue with the one now at its index
+		}
+	}
+	if c.list >= len(lists) {
+		return Page{Total: -1}, nil
+	}
+	l := lists[c.list]
+	q := url.Values{}
+	q.Set("count", strconv.Itoa(m.size))
+	q.Set("offset", strconv.Itoa(c.offset))
+	q.Set("exclude_fields", "members._links,members.merge_fields,members.tags,members.stats,members.location,_links")
+	if c.since != 0 {
+		q.Set("since_last_changed", time.Unix(c.since, 0).UTC().Format(time.RFC3339))
+		q.Set("sort_field", "last_changed")
+		q.Set("sort_dir", "ASC")
+	}
+	var page Page
+	var total int
+	err = m.acct.DoJSON(ctx, http.MethodGet, m.base+"/lists/"+url.PathEscape(l.ID)+"/members?"+q.Encode(), m.hdr, nil, func(d *json.Decoder) error {
+		page = Page{Total: -1, Contacts: make([]Contact, 0, m.size)}
+		return DecodeObject(d, map[string]func(*json.Decoder) error{
+			"members": func(d *json.Decoder) error {
+				return DecodeArray(d, func(d *json.Decoder) error {
+					var mm mcMember
+					if err := d.Decode(&mm); err != nil {
+						return eof(err)
+					}
+					ct := Contact{ID: mm.ID, ListID: l.ID, Email: mm.Email, Status: mcStatus(mm.Status)}
+					if t, err := time.Parse(time.RFC3339, mm.LastChanged); err == nil {
+						ct.UpdatedAt = t
+					}
+					page.Contacts = append(page.Contacts, ct)
+					return nil
+				})
+			},
+			"total_items": Into(&total),
+		})
+	})
+	if err != nil {
+		return Page{}, err
+	}
+	n := len(page.Contacts)
+	next := mcCursor{list: c.list, listID: l.ID, since: c.since, orig: c.orig}
+	switch {
+	case n == 0 || c.offset+n >= total:
+		next = mcCursor{list: c.list + 1, since: c.orig, orig: c.orig}
+		if next.list < len(lists) {
+			next.listID = lists[next.list].ID
+		} else {
+			return page, nil
+		}
+	case c.since != 0:
+		// Keyset: restart the window at the last second seen, skipping what of that second was returned.
+		last := page.Contacts[n-1].UpdatedAt.Unix()
+		same := 0
+		for i := n - 1; i >= 0 && page.Contacts[i].UpdatedAt.Unix() == last; i-- {
+			same++
+		}
+		next.since = last - 1
+		if next.since == c.since {
+			next.offset = c.offset + n
+		} else {
+			next.offset = same
+		}
+	default:
+		next.offset = c.offset + n
+	}
+	page.Next = Cursor(next.String())
+	return page, nil
+}
+
+func (m *mailchimp) member(c Contact) (string, error) {
+	if c.ListID == "" {
+		return "", errors.New("esp: mailchimp: contact without audience")
+	}
+	h := c.ID
+	if h == "" {
+		if c.Email == "" {
+			return "", errors.New("esp: mailchimp: contact without id")
+		}
+		s := md5.Sum([]byte(strings.ToLower(c.Email)))
+		h = hex.EncodeToString(s[:])
+	}
+	return m.base + "/lists/" + url.PathEscape(c.ListID) + "/members/" + url.PathEscape(h), nil
+}
+
+func (m *mailchimp) EnsureFields(ctx context.Context) error {
+	lists, err := m.Lists(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range lists {
+		var have struct {
+			Fields []struct {
+				Tag string `json:"tag"`
+			} `json:"merge_fields"`
+		}
+		u := m.base + "/lists/" + url.PathEscape(l.ID) + "/merge-fields?count=1000&fields=merge_fields.tag"
+		if err := m.acct.DoJSON(ctx, http.MethodGet, u, m.hdr, nil, Into(&have)); err != nil {
+			return err
+		}
+		exists := map[string]bool{}
+		for _, f := range have.Fields {
+			exists[f.Tag] = true
+		}
+		for _, name := range FieldNames {
+			tag := MailchimpMergeTag(name)
+			if exists[tag] {
+				continue
+			}
+			body := map[string]any{"tag": tag, "name": name, "type": "text", "required": false, "public": false}
+			err := m.acct.DoJSON(ctx, http.MethodPost, m.base+"/lists/"+url.PathEscape(l.ID)+"/merge-fields", m.hdr, body, nil)
+			if err != nil && !errors.Is(err, ErrBadRequest) { // 400: created meanwhile by another run
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *mailchimp) SetFields(ctx context.Context, c Contact, f Fields) error {
+	u, err := m.member(c)
+	if err != nil {
+		return err
+	}
+	mf := make(map[string]string, len(f))
+	for k, v := range f {
+		mf[MailchimpMergeTag(k)] = v
+	}
+	return m.acct.DoJSON(ctx, http.MethodPatch, u, m.hdr, map[string]any{"merge_fields": mf}, nil)
+}
+
+func (m *mailchimp) AddTag(ctx context.Context, c Contact, tag string) error {
+	u, err := m.member(c)
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"tags": []any{map[string]string{"name": tag, "status": "active"}}}
+	return m.acct.DoJSON(ctx, http.MethodPost, u+"/tags", m.hdr, body, nil)
+}
+
+func (m *mailchimp) Unsubscribe(ctx context.Context, c Contact) error {
+	u, err := m.member(c)
+	if err != nil {
+		return err
+	}
+	return m.acct.DoJSON(ctx, http.MethodPatch, u, m.hdr, map[string]any{"status": "unsubscribed"}, nil)
+}
+
+// Delete archives the member in its audience (DELETE …/members/{hash}); the snapshot is the member as
+// GET returned it. Permanent deletion is not used: archiving is reversible, as the design asks.
+func (m *mailchimp) Delete(ctx context.Context, c Contact) (json.RawMessage, error) {
+	u, err := m.member(c)
+	if err != nil {
+		return nil, err
+	}
+	var snap json.RawMessage
+	if err := m.acct.DoJSON(ctx, http.MethodGet, u+"?exclude_fields=_links", m.hdr, nil, ReadRaw(&snap)); err != nil {
+		return nil, err
+	}
+	if err := m.acct.DoJSON(ctx, http.MethodDelete, u, m.hdr, nil, nil); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
