@@ -263,8 +263,8 @@ func (r *resolver) addrs(ctx context.Context, name string) ([]string, string, er
 				out = append(out, a.AAAA.String())
 			}
 		}
-		if nx {
-			break
+		if nx || len(out) > 0 {
+			break // an IPv4 address is enough to dial; AAAA only when there is no A
 		}
 	}
 	return out, "", nil

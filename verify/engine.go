@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type Options struct {
 	PerHostConcurrency int            // SMTP sessions at once per MX host; default 4
 	RcptPerTransaction int            // recipients between RSETs; default 50
 	RcptPerSession     int            // recipients per SMTP session (larger groups use more sessions); default 500
+	IdleTimeout        time.Duration  // a healthy session is kept this long for the next batch; default 10s, <0 = never kept
 	DomainConcurrency  int            // domains probed at once by VerifyBatch; default 32
 
 	Lists         *Lists         // nil = the embedded lists
@@ -67,6 +69,9 @@ func New(o Options) (*Engine, error) {
 	def(&o.NegativeTTL, 5*time.Minute)
 	def(&o.StepTimeout, 10*time.Second)
 	def(&o.ConnectTimeout, o.StepTimeout)
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 10 * time.Second
+	}
 	defi := func(d *int, v int) {
 		if *d <= 0 {
 			*d = v
@@ -105,7 +110,7 @@ func New(o Options) (*Engine, error) {
 	}
 	e := &Engine{opt: o, lists: o.Lists, prov: o.ProviderRules, sugg: o.Suggester}
 	e.dns = newResolver(o.DNSServers, o.DNSTimeout, o.PositiveTTL, o.NegativeTTL, o.Now)
-	e.prober = &prober{e: e, sems: map[string]chan struct{}{}, catchAll: map[string]catchAllEntry{}}
+	e.prober = &prober{e: e, pools: map[string]*hostPool{}, catchAll: map[string]catchAllEntry{}}
 	return e, nil
 }
 
@@ -177,6 +182,8 @@ func (e *Engine) VerifyBatch(ctx context.Context, ins []Input, want Checks) []Re
 	}
 	sem := make(chan struct{}, e.opt.DomainConcurrency)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var pending []smtpWork
 	for _, d := range order {
 		group := byDomain[d]
 		wg.Add(1)
@@ -184,10 +191,15 @@ func (e *Engine) VerifyBatch(ctx context.Context, ins []Input, want Checks) []Re
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			e.remote(ctx, d, group, want)
+			if sw, ok := e.remote(ctx, d, group, want); ok {
+				mu.Lock()
+				pending = append(pending, sw)
+				mu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
+	e.probeAll(ctx, pending, want)
 	out := make([]Result, len(ws))
 	for i, w := range ws {
 		out[i] = e.finish(w)
@@ -289,8 +301,18 @@ func (e *Engine) local(in Input, want Checks) *work {
 	return w
 }
 
-// remote runs DNS (and SMTP) for the works of one domain.
-func (e *Engine) remote(ctx context.Context, domain string, group []*work, want Checks) {
+// smtpWork is one domain's recipients waiting for the SMTP probe.
+type smtpWork struct {
+	domain string
+	mx     []string
+	works  []*work
+}
+
+// Close ends the idle SMTP sessions the engine keeps for reuse.
+func (e *Engine) Close() { e.prober.close() }
+
+// remote runs DNS for the works of one domain and returns those that need the SMTP probe.
+func (e *Engine) remote(ctx context.Context, domain string, group []*work, want Checks) (smtpWork, bool) {
 	t0 := e.opt.Now()
 	info, cached := e.dns.mail(ctx, domain)
 	dur := e.opt.Now().Sub(t0)
@@ -358,55 +380,105 @@ func (e *Engine) remote(ctx context.Context, domain string, group []*work, want 
 		smtp = append(smtp, w)
 	}
 	if len(smtp) == 0 {
+		return smtpWork{}, false
+	}
+	return smtpWork{domain: domain, mx: info.mx, works: smtp}, true
+}
+
+// probeAll groups the SMTP work by exchanger set (domains served by the same
+// MX hosts share sessions), cuts each group into sessions of at most
+// RcptPerSession distinct recipients and runs them concurrently (the per-host
+// cap bounds how many talk to one host at once).
+func (e *Engine) probeAll(ctx context.Context, pending []smtpWork, want Checks) {
+	if len(pending) == 0 {
 		return
 	}
-	// SMTP: chunks of RcptPerSession recipients, each one session.
+	sort.Slice(pending, func(i, j int) bool { return pending[i].domain < pending[j].domain })
+	groups := map[string][]smtpWork{}
+	var keys []string
+	for _, sw := range pending {
+		k := strings.Join(sw.mx, ",")
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], sw)
+	}
+	type session struct {
+		mx   []string
+		reqs []domainReq
+		ws   [][]*work // per req: the works, with idx into locals
+		idx  []map[string]int
+	}
+	var sessions []*session
+	for _, k := range keys {
+		cur := &session{}
+		n := 0
+		for _, sw := range groups[k] {
+			// split this domain across sessions when it alone exceeds the session size
+			dedup := map[string]int{}
+			var dl []string
+			var dws []*work
+			flushDomain := func() {
+				if len(dl) == 0 {
+					return
+				}
+				cur.mx = sw.mx
+				cur.reqs = append(cur.reqs, domainReq{domain: sw.domain, locals: dl, wantCatchAll: want.Has(ReasonAcceptAll)})
+				cur.ws = append(cur.ws, dws)
+				cur.idx = append(cur.idx, dedup)
+				dedup, dl, dws = map[string]int{}, nil, nil
+			}
+			for _, w := range sw.works {
+				l := strings.ToLower(w.addr.Local)
+				if _, ok := dedup[l]; !ok {
+					if n >= e.opt.RcptPerSession {
+						flushDomain()
+						sessions = append(sessions, cur)
+						cur, n = &session{}, 0
+					}
+					dedup[l] = len(dl)
+					dl = append(dl, w.addr.Local)
+					n++
+				}
+				dws = append(dws, w)
+			}
+			flushDomain()
+		}
+		if len(cur.reqs) > 0 {
+			sessions = append(sessions, cur)
+		}
+	}
 	var wg sync.WaitGroup
-	for start := 0; start < len(smtp); start += e.opt.RcptPerSession {
-		end := min(start+e.opt.RcptPerSession, len(smtp))
-		chunk := smtp[start:end]
+	for _, s := range sessions {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.probeChunk(ctx, domain, info.mx, chunk, want)
+			t0 := e.opt.Now()
+			res := e.prober.probe(ctx, s.mx, s.reqs)
+			dur := e.opt.Now().Sub(t0)
+			for i := range s.reqs {
+				e.probes.Add(int64(len(s.reqs[i].locals)))
+				for _, w := range s.ws[i] {
+					o := res[i].rcpts[s.idx[i][strings.ToLower(w.addr.Local)]]
+					ev := &w.res.Evidence
+					w.ran("smtp")
+					ev.SMTPDuration = dur
+					ev.MXHost = o.mxHost
+					ev.SMTPCode = o.code
+					ev.SMTPText = o.text
+					ev.SMTPStep = o.step
+					ev.SMTPError = o.neterr
+					ev.CatchAll = res[i].catchAll
+					r := o.reason
+					if r == ReasonAcceptAll && !want.Has(ReasonAcceptAll) {
+						r = ReasonValid
+					}
+					if r != ReasonValid {
+						w.find(r)
+					}
+				}
+			}
 		}()
 	}
 	wg.Wait()
-}
-
-func (e *Engine) probeChunk(ctx context.Context, domain string, mx []string, chunk []*work, want Checks) {
-	// de-duplicate local parts (case-insensitively the same mailbox is probed once)
-	idx := map[string]int{}
-	var locals []string
-	for _, w := range chunk {
-		k := strings.ToLower(w.addr.Local)
-		if _, ok := idx[k]; !ok {
-			idx[k] = len(locals)
-			locals = append(locals, w.addr.Local)
-		}
-	}
-	t0 := e.opt.Now()
-	pr := e.prober.probe(ctx, domain, mx, locals, want.Has(ReasonAcceptAll))
-	dur := e.opt.Now().Sub(t0)
-	e.smtpCon.Add(int64(pr.conns))
-	e.probes.Add(int64(len(locals)))
-	for _, w := range chunk {
-		o := pr.rcpts[idx[strings.ToLower(w.addr.Local)]]
-		ev := &w.res.Evidence
-		w.ran("smtp")
-		ev.SMTPDuration = dur
-		ev.MXHost = o.mxHost
-		ev.SMTPCode = o.code
-		ev.SMTPText = o.text
-		ev.SMTPStep = o.step
-		ev.SMTPError = o.neterr
-		ev.CatchAll = pr.catchAll
-		r := o.reason
-		if r == ReasonAcceptAll && !want.Has(ReasonAcceptAll) {
-			r = ReasonValid
-		}
-		if r != ReasonValid {
-			w.find(r)
-		}
-	}
 }

@@ -65,7 +65,7 @@ func TestTenThousandContactsOneDomainOneLookup(t *testing.T) {
 	res := e.VerifyBatch(context.Background(), ins[5000:], want)
 	wg.Wait()
 	for _, r := range res {
-		if r.Reason != verify.ReasonValid || len(r.Evidence.MX) != 1 || r.Evidence.MX[0] != "mx.good.test" {
+		if r.Reason != verify.ReasonValid || len(r.Evidence.MX) != 1 || r.Evidence.MX[0] != "mx.b007.test" {
 			t.Fatalf("unexpected result %+v", r)
 		}
 	}
@@ -227,11 +227,11 @@ func TestCatchAllProbedOncePerDomain(t *testing.T) {
 
 func TestPerHostConcurrencyCap(t *testing.T) {
 	w := world(t)
-	e := engine(t, w, func(o *verify.Options) { o.PerHostConcurrency = 2; o.DomainConcurrency = 32 })
+	e := engine(t, w, func(o *verify.Options) { o.PerHostConcurrency = 2; o.DomainConcurrency = 32; o.RcptPerSession = 5 })
 	var ins []verify.Input
 	for d := 0; d < 40; d++ {
 		for u := 0; u < 3; u++ {
-			ins = append(ins, verify.Input{Email: fmt.Sprintf("ok.u%d@%s", u, verifytest.BulkDomain(100+d))})
+			ins = append(ins, verify.Input{Email: fmt.Sprintf("ok.u%d@%s", u, verifytest.SharedDomain(100+d))})
 		}
 	}
 	res := e.VerifyBatch(context.Background(), ins, verify.AllChecks)
@@ -242,6 +242,41 @@ func TestPerHostConcurrencyCap(t *testing.T) {
 	}
 	if m := w.MaxConcurrentSessions("mailbox"); m > 2 || m < 1 {
 		t.Fatalf("max concurrent sessions at mx.good.test = %d, cap 2", m)
+	}
+	if s := e.Stats(); s.SMTPConnections > 2 || s.SMTPProbes != 120 {
+		t.Fatalf("24 sessions' worth of work should reuse ≤ 2 pooled connections: %+v", s)
+	}
+}
+
+func TestSessionsSharedAcrossDomainsAndBatches(t *testing.T) {
+	w := world(t)
+	e := engine(t, w, nil)
+	batch := func(k int) {
+		var ins []verify.Input
+		for d := 0; d < 50; d++ {
+			ins = append(ins, verify.Input{Email: fmt.Sprintf("ok.k%d@%s", k, verifytest.SharedDomain(d))})
+		}
+		for _, r := range e.VerifyBatch(context.Background(), ins, verify.AllChecks) {
+			if r.Reason != verify.ReasonValid {
+				t.Fatalf("%+v", r)
+			}
+		}
+	}
+	c0 := w.SMTPConnections("mailbox")
+	batch(1)
+	batch(2)
+	if got := w.SMTPConnections("mailbox") - c0; got != 1 {
+		t.Fatalf("two batches over 50 domains with one exchanger used %d sessions, want 1", got)
+	}
+	e.Close()
+	// without keeping idle sessions, each batch opens its own
+	e2 := engine(t, w, func(o *verify.Options) { o.IdleTimeout = -1 })
+	e = e2
+	c0 = w.SMTPConnections("mailbox")
+	batch(3)
+	batch(4)
+	if got := w.SMTPConnections("mailbox") - c0; got != 2 {
+		t.Fatalf("IdleTimeout<0: %d sessions, want 2", got)
 	}
 }
 

@@ -25,19 +25,48 @@ type rcptOutcome struct {
 	mxHost string
 }
 
-// probeResult is one domain session's outcome.
-type probeResult struct {
+// domainReq asks the prober about some local parts of one domain.
+type domainReq struct {
+	domain       string
+	locals       []string
+	wantCatchAll bool
+}
+
+// domainRes answers a domainReq.
+type domainRes struct {
 	rcpts    []rcptOutcome
 	catchAll *bool
-	mxHost   string
-	conns    int
 }
 
 type smtpStep struct {
-	conn    net.Conn
-	tp      *textproto.Conn
-	timeout time.Duration
-	stop    func() bool // detaches the context watcher
+	conn     net.Conn
+	tp       *textproto.Conn
+	timeout  time.Duration
+	stop     func() bool // detaches the context watcher
+	reused   bool        // taken from the idle pool
+	lastUsed time.Time
+}
+
+// bind makes ctx cancellation abort the session's blocking I/O.
+func (s *smtpStep) bind(ctx context.Context) {
+	c := s.conn
+	s.stop = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	s.reused = !s.lastUsed.IsZero()
+}
+
+func (s *smtpStep) unbind() {
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
+}
+
+// quit says goodbye (bounded) and closes.
+func (s *smtpStep) quit() {
+	_ = s.conn.SetDeadline(time.Now().Add(minDur(s.timeout, time.Second)))
+	_ = s.tp.PrintfLine("QUIT")
+	_, _, _ = s.tp.ReadResponse(0)
+	_ = s.conn.Close()
 }
 
 // do sends one command (or none for the greeting) and reads the reply within the step timeout.
@@ -148,15 +177,24 @@ func ClassifyRCPT(code int, text string) Reason {
 	return ReasonUnverified
 }
 
-// prober runs SMTP sessions.
+// prober runs SMTP sessions. Sessions are per MX host: recipients of every
+// domain served by the same exchangers share them, and a healthy session is
+// kept open (idle) for IdleTimeout so the next batch can reuse it. The
+// per-host cap counts open sessions, idle ones included.
 type prober struct {
 	e *Engine
 
-	semMu sync.Mutex
-	sems  map[string]chan struct{}
+	poolMu sync.Mutex
+	pools  map[string]*hostPool
+	closed bool
 
 	caMu     sync.Mutex
 	catchAll map[string]catchAllEntry
+}
+
+type hostPool struct {
+	slots chan struct{}  // one token per open session
+	idle  chan *smtpStep // healthy sessions waiting for work
 }
 
 type catchAllEntry struct {
@@ -164,15 +202,37 @@ type catchAllEntry struct {
 	expires time.Time
 }
 
-func (p *prober) sem(host string) chan struct{} {
-	p.semMu.Lock()
-	defer p.semMu.Unlock()
-	s, ok := p.sems[host]
+func (p *prober) pool(host string) *hostPool {
+	p.poolMu.Lock()
+	defer p.poolMu.Unlock()
+	hp, ok := p.pools[host]
 	if !ok {
-		s = make(chan struct{}, p.e.opt.PerHostConcurrency)
-		p.sems[host] = s
+		n := p.e.opt.PerHostConcurrency
+		hp = &hostPool{slots: make(chan struct{}, n), idle: make(chan *smtpStep, n)}
+		p.pools[host] = hp
 	}
-	return s
+	return hp
+}
+
+// close ends every idle session (QUIT). Sessions in use end when their batch does.
+func (p *prober) close() {
+	p.poolMu.Lock()
+	p.closed = true
+	pools := p.pools
+	p.pools = map[string]*hostPool{}
+	p.poolMu.Unlock()
+	for _, hp := range pools {
+		for {
+			select {
+			case st := <-hp.idle:
+				st.quit()
+				<-hp.slots
+				continue
+			default:
+			}
+			break
+		}
+	}
 }
 
 func (p *prober) cachedCatchAll(domain string) (bool, bool) {
@@ -197,77 +257,152 @@ func randomLocal() string {
 	return "af-probe-" + hex.EncodeToString(b[:])
 }
 
-// probe checks locals at domain through its MX hosts in preference order, in
-// one session (RSET every RcptPerTransaction recipients). wantCatchAll asks for
-// a catch-all probe (cached per domain).
-func (p *prober) probe(ctx context.Context, domain string, mxs []string, locals []string, wantCatchAll bool) probeResult {
-	res := probeResult{rcpts: make([]rcptOutcome, len(locals))}
-	if wantCatchAll {
-		if v, ok := p.cachedCatchAll(domain); ok {
-			vv := v
-			res.catchAll = &vv
-			if v {
-				for i := range res.rcpts {
-					res.rcpts[i] = rcptOutcome{reason: ReasonAcceptAll, step: "catch_all_cached"}
-				}
-				return res
-			}
-			wantCatchAll = false
+// connFailure describes why no session could be had with one host.
+type connFailure struct {
+	step string
+	code int
+	text string
+	err  error
+}
+
+// acquire returns a ready session with host (EHLO done): an idle one, or a
+// new one when the host is under its cap; it waits for a slot otherwise.
+func (p *prober) acquire(ctx context.Context, host string) (*smtpStep, *connFailure) {
+	hp := p.pool(host)
+	take := func(st *smtpStep) (*smtpStep, *connFailure) {
+		if p.e.opt.Now().Sub(st.lastUsed) > p.e.opt.IdleTimeout {
+			st.quit()
+			return p.dialHeld(ctx, host, hp)
+		}
+		st.bind(ctx)
+		return st, nil
+	}
+	select {
+	case st := <-hp.idle:
+		return take(st)
+	default:
+	}
+	select {
+	case st := <-hp.idle:
+		return take(st)
+	case hp.slots <- struct{}{}:
+		return p.dialHeld(ctx, host, hp)
+	case <-ctx.Done():
+		return nil, &connFailure{step: "connect", err: ctx.Err()}
+	}
+}
+
+// dialHeld dials while holding a slot; the slot is given back on failure.
+func (p *prober) dialHeld(ctx context.Context, host string, hp *hostPool) (*smtpStep, *connFailure) {
+	st, f := p.connect(ctx, host)
+	if f != nil {
+		<-hp.slots
+		return nil, f
+	}
+	p.e.smtpCon.Add(1)
+	return st, nil
+}
+
+// release returns a healthy session to the pool, or closes a broken one.
+func (p *prober) release(host string, st *smtpStep, healthy bool) {
+	hp := p.pool(host)
+	st.unbind()
+	p.poolMu.Lock()
+	closed := p.closed
+	p.poolMu.Unlock()
+	if healthy && !closed && p.e.opt.IdleTimeout > 0 {
+		st.lastUsed = p.e.opt.Now()
+		select {
+		case hp.idle <- st:
+			return
+		default:
 		}
 	}
-	var lastConnErr string
-	anyAnswer := false // some exchanger answered (even if only temporarily)
-	var tempCode int
-	var tempText string
+	if healthy {
+		st.quit()
+	} else {
+		_ = st.conn.Close()
+	}
+	<-hp.slots
+}
+
+// probe checks the requests through the MX hosts (shared by every domain of
+// reqs) in preference order: the first host that gives a session is used, in
+// one session for all requests (RSET every RcptPerTransaction recipients).
+func (p *prober) probe(ctx context.Context, mxs []string, reqs []domainReq) []domainRes {
+	res := make([]domainRes, len(reqs))
+	var todo []int
+	for i, r := range reqs {
+		res[i].rcpts = make([]rcptOutcome, len(r.locals))
+		if r.wantCatchAll {
+			if v, ok := p.cachedCatchAll(r.domain); ok {
+				vv := v
+				res[i].catchAll = &vv
+				if v {
+					for j := range res[i].rcpts {
+						res[i].rcpts[j] = rcptOutcome{reason: ReasonAcceptAll, step: "catch_all_cached"}
+					}
+					continue
+				}
+				reqs[i].wantCatchAll = false
+			}
+		}
+		todo = append(todo, i)
+	}
+	if len(todo) == 0 {
+		return res
+	}
+	var last *connFailure
+	var answered *connFailure // an exchanger answered, but only to refuse us for now
 	for _, host := range mxs {
 		if ctx.Err() != nil {
 			break
 		}
-		sem := p.sem(host)
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			continue
-		}
-		conn, step, code, text, err := p.connect(ctx, host)
-		if conn == nil {
-			<-sem
-			if code > 0 {
-				anyAnswer = true
-				tempCode, tempText = code, text
+		st, f := p.acquire(ctx, host)
+		if f != nil {
+			last = f
+			if f.code > 0 {
+				answered = f
 			}
-			lastConnErr = step + ":" + netErrClass(err)
 			continue
 		}
-		res.conns++
-		res.mxHost = host
-		p.session(ctx, conn, host, domain, locals, wantCatchAll, &res)
-		<-sem
+		healthy := p.session(ctx, st, host, reqs, todo, res)
+		p.release(host, st, healthy)
 		return res
 	}
-	for i := range res.rcpts {
-		if anyAnswer {
-			res.rcpts[i] = rcptOutcome{reason: ReasonUnverified, code: tempCode, text: sanitizeText(tempText), step: "greeting"}
-		} else {
-			res.rcpts[i] = rcptOutcome{reason: ReasonFailedExchange, step: "connect", neterr: lastConnErr}
+	for _, i := range todo {
+		for j := range res[i].rcpts {
+			switch {
+			case answered != nil:
+				res[i].rcpts[j] = rcptOutcome{reason: ReasonUnverified, code: answered.code, text: sanitizeText(answered.text), step: answered.step}
+			case last != nil && errors.Is(last.err, context.Canceled):
+				res[i].rcpts[j] = rcptOutcome{reason: ReasonUnverified, step: last.step, neterr: "canceled"}
+			default:
+				ne := "unreachable"
+				if last != nil {
+					ne = last.step + ":" + netErrClass(last.err)
+				}
+				res[i].rcpts[j] = rcptOutcome{reason: ReasonFailedExchange, step: "connect", neterr: ne}
+			}
 		}
 	}
 	return res
 }
 
-// connect dials the host (its addresses in order) and reads the greeting and
-// EHLO/HELO. On failure conn is nil; code/text are set when the server answered.
-func (p *prober) connect(ctx context.Context, host string) (st *smtpStep, step string, code int, text string, err error) {
+// connect dials the host (its addresses in order), reads the greeting and
+// says EHLO (HELO when EHLO is refused).
+func (p *prober) connect(ctx context.Context, host string) (*smtpStep, *connFailure) {
 	o := p.e.opt
 	addrs, derr := p.e.dns.host(ctx, host)
 	if len(addrs) == 0 {
-		return nil, "resolve", 0, "", fmt.Errorf("no address for exchanger: %s", derr)
+		return nil, &connFailure{step: "resolve", err: fmt.Errorf("no address for exchanger: %s", derr)}
 	}
 	port := o.SMTPPort
 	if pp, ok := o.HostPorts[host]; ok {
 		port = pp
 	}
 	var c net.Conn
+	var err error
 	for _, a := range addrs {
 		dctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
 		c, err = o.Dial(dctx, "tcp", net.JoinHostPort(a, strconv.Itoa(port)))
@@ -277,98 +412,113 @@ func (p *prober) connect(ctx context.Context, host string) (st *smtpStep, step s
 		}
 	}
 	if c == nil {
-		return nil, "connect", 0, "", err
+		return nil, &connFailure{step: "connect", err: err}
 	}
-	st = &smtpStep{conn: c, tp: textproto.NewConn(c), timeout: o.StepTimeout}
-	st.stop = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	code, text, err = st.doWithin("", o.ConnectTimeout)
+	st := &smtpStep{conn: c, tp: textproto.NewConn(c), timeout: o.StepTimeout}
+	st.bind(ctx)
+	code, text, err := st.doWithin("", o.ConnectTimeout)
 	if err != nil || code != 220 {
-		st.stop()
+		st.unbind()
 		_ = c.Close()
-		return nil, "greeting", code, text, err
+		return nil, &connFailure{step: "greeting", code: code, text: text, err: err}
 	}
 	code, text, err = st.do("EHLO " + o.HELO)
 	if err == nil && code >= 500 {
 		code, text, err = st.do("HELO " + o.HELO)
 	}
 	if err != nil || code != 250 {
-		st.stop()
+		st.unbind()
 		_ = c.Close()
-		return nil, "helo", code, text, err
+		return nil, &connFailure{step: "helo", code: code, text: text, err: err}
 	}
-	return st, "", 0, "", nil
+	return st, nil
 }
 
-func (p *prober) session(ctx context.Context, st *smtpStep, host, domain string, locals []string, wantCatchAll bool, res *probeResult) {
+// session runs the transaction(s) for the todo requests on st and reports
+// whether the session is still healthy (reusable).
+func (p *prober) session(ctx context.Context, st *smtpStep, host string, reqs []domainReq, todo []int, res []domainRes) bool {
 	o := p.e.opt
-	defer func() {
-		st.stop()
-		_ = st.conn.SetDeadline(time.Now().Add(minDur(o.StepTimeout, time.Second)))
-		_ = st.tp.PrintfLine("QUIT")
-		_, _, _ = st.tp.ReadResponse(0)
-		_ = st.conn.Close()
-	}()
 	fail := func(from int, r Reason, step string, code int, text string, err error) {
-		for i := from; i < len(locals); i++ {
-			res.rcpts[i] = rcptOutcome{reason: r, step: step, code: code, text: sanitizeText(text), neterr: netErrClass(err), mxHost: host}
+		// every recipient from todo position `from` on that has no outcome yet
+		for _, i := range todo[from:] {
+			for j := range res[i].rcpts {
+				if res[i].rcpts[j].reason == "" {
+					res[i].rcpts[j] = rcptOutcome{reason: r, step: step, code: code, text: sanitizeText(text), neterr: netErrClass(err), mxHost: host}
+				}
+			}
 		}
 	}
-	mail := func() (bool, int, string, error) {
-		code, text, err := st.do("MAIL FROM:<" + o.MailFrom + ">")
-		return err == nil && code == 250, code, text, err
+	mail := func() (int, string, error) { return st.do("MAIL FROM:<" + o.MailFrom + ">") }
+	code, text, err := mail()
+	if err != nil && st.reused {
+		// an idle session the server has dropped: one fresh connection
+		_ = st.conn.Close()
+		st.unbind()
+		nst, f := p.connect(ctx, host)
+		if f != nil {
+			fail(0, ReasonUnverified, f.step, f.code, f.text, f.err)
+			return false
+		}
+		p.e.smtpCon.Add(1)
+		*st = *nst
+		code, text, err = mail()
 	}
-	ok, code, text, err := mail()
-	if !ok {
+	if err != nil || code != 250 {
 		fail(0, ReasonUnverified, "mail", code, text, err)
-		return
+		return err == nil
 	}
 	inTx := 0
-	if wantCatchAll {
-		code, text, err := st.do("RCPT TO:<" + randomLocal() + "@" + domain + ">")
-		if err != nil {
-			fail(0, ReasonUnverified, "rcpt", 0, "", err)
-			return
-		}
-		inTx++
-		switch {
-		case code >= 200 && code < 300:
-			v := true
-			res.catchAll = &v
-			p.storeCatchAll(domain, true)
-			for i := range locals {
-				res.rcpts[i] = rcptOutcome{reason: ReasonAcceptAll, step: "catch_all", code: code, text: sanitizeText(text), mxHost: host}
-			}
-			return
-		case code >= 500:
-			v := false
-			res.catchAll = &v
-			p.storeCatchAll(domain, false)
-		}
-		// 4xx: unknown, not cached; the recipients below tell their own story
-	}
-	for i, l := range locals {
+	rcpt := func(addr string) (int, string, error, bool) {
 		if inTx >= o.RcptPerTransaction {
 			code, text, err := st.do("RSET")
 			if err != nil || code != 250 {
-				fail(i, ReasonUnverified, "rset", code, text, err)
-				return
+				return code, text, err, false
 			}
-			if ok, code, text, err := mail(); !ok {
-				fail(i, ReasonUnverified, "mail", code, text, err)
-				return
+			if code, text, err := mail(); err != nil || code != 250 {
+				return code, text, err, false
 			}
 			inTx = 0
 		}
-		addr := l + "@" + domain
 		code, text, err := st.do("RCPT TO:<" + addr + ">")
-		if err != nil {
-			fail(i, ReasonUnverified, "rcpt", 0, "", err)
-			return
-		}
 		inTx++
-		res.rcpts[i] = rcptOutcome{reason: ClassifyRCPT(code, text), code: code, text: sanitizeText(text, addr, l), step: "rcpt", mxHost: host}
+		return code, text, err, err == nil
 	}
-	_, _, _ = st.do("RSET")
+	for k, i := range todo {
+		r := reqs[i]
+		if r.wantCatchAll {
+			code, text, err, ok := rcpt(randomLocal() + "@" + r.domain)
+			if !ok {
+				fail(k, ReasonUnverified, "rcpt", code, text, err)
+				return false
+			}
+			switch {
+			case code >= 200 && code < 300:
+				v := true
+				res[i].catchAll = &v
+				p.storeCatchAll(r.domain, true)
+				for j := range r.locals {
+					res[i].rcpts[j] = rcptOutcome{reason: ReasonAcceptAll, step: "catch_all", code: code, text: sanitizeText(text), mxHost: host}
+				}
+				continue
+			case code >= 500:
+				v := false
+				res[i].catchAll = &v
+				p.storeCatchAll(r.domain, false)
+			}
+			// 4xx: unknown and not cached; the recipients tell their own story
+		}
+		for j, l := range r.locals {
+			addr := l + "@" + r.domain
+			code, text, err, ok := rcpt(addr)
+			if !ok {
+				fail(k, ReasonUnverified, "rcpt", code, text, err)
+				return false
+			}
+			res[i].rcpts[j] = rcptOutcome{reason: ClassifyRCPT(code, text), code: code, text: sanitizeText(text, addr, l), step: "rcpt", mxHost: host}
+		}
+	}
+	code, _, err = st.do("RSET")
+	return err == nil && code == 250
 }
 
 func minDur(a, b time.Duration) time.Duration {

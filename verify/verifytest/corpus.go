@@ -73,6 +73,8 @@ var corpusCases = []corpusCase{
 	{"idn-nxdomain", verify.ReasonIllegitimate, "", func(i int) string { return MailboxOK + person(i) + "@bücher.test" }},
 	{"bulk-valid", verify.ReasonValid, "", func(i int) string { return MailboxOK + person(i) + "@" + BulkDomain(i%200) }},
 	{"bulk-nonexistent", verify.ReasonNonexistent, "", func(i int) string { return MailboxUnknown + person(i) + "@" + BulkDomain(i%200) }},
+	{"shared-valid", verify.ReasonValid, "", func(i int) string { return MailboxOK + person(i) + "@" + SharedDomain(i) }},
+	{"shared-full", verify.ReasonInboxFull, "", func(i int) string { return MailboxFull + person(i) + "@" + SharedDomain(i) }},
 }
 
 // Corpus returns n labelled addresses over the world (deterministic), cycling

@@ -42,9 +42,18 @@ const (
 	DomainDisposable = "mailinator.com" // on the shipped disposable list (never resolved: lists stop first)
 )
 
-// BulkDomain returns the i-th bulk domain (b000.test …): each has its own MX
-// record pointing at the shared mailbox server mx.good.test.
-func BulkDomain(i int) string { return fmt.Sprintf("b%03d.test", i) }
+// BulkDomains is the number of bulk domains.
+const BulkDomains = 200
+
+// BulkDomain returns the i-th bulk domain (b000.test … b199.test): each has its
+// own exchanger mx.bNNN.test (so sessions are per domain), all served by the
+// mailbox server.
+func BulkDomain(i int) string { return fmt.Sprintf("b%03d.test", i%BulkDomains) }
+
+// SharedDomain returns the i-th shared domain (s000.test … s199.test): all of
+// them use the one exchanger mx.good.test, like the domains of a hosted mail
+// provider, so their recipients share sessions.
+func SharedDomain(i int) string { return fmt.Sprintf("s%03d.test", i%BulkDomains) }
 
 // Local-part prefixes understood by the mailbox server (mx.good.test,
 // mx2.backup.test, aonly.test). Anything else is an unknown user.
@@ -80,7 +89,11 @@ type World struct {
 	closeOnce  sync.Once
 }
 
-var bulkRe = regexp.MustCompile(`^b[0-9]{3}\.test\.$`)
+var (
+	bulkRe   = regexp.MustCompile(`^b[0-9]{3}\.test\.$`)
+	bulkMXRe = regexp.MustCompile(`^mx\.b[0-9]{3}\.test\.$`)
+	sharedRe = regexp.MustCompile(`^s[0-9]{3}\.test\.$`)
+)
 
 // NewWorld starts the DNS server and the SMTP servers.
 func NewWorld(o WorldOptions) (*World, error) {
@@ -122,6 +135,9 @@ func NewWorld(o WorldOptions) (*World, error) {
 		"mx.good.test": mailbox, "mx.catchall.test": catchall, "mx.grey.test": grey,
 		"mx.hang.test": hang, "mx.refused.test": refused, "mx1.backup.test": refused,
 		"mx2.backup.test": mailbox, DomainAOnly: mailbox, DomainParked: mailbox,
+	}
+	for i := 0; i < BulkDomains; i++ {
+		w.HostPorts["mx."+BulkDomain(i)] = mailbox
 	}
 	if err := w.startDNS(); err != nil {
 		return nil, err
@@ -414,7 +430,13 @@ func (w *World) serveDNS(rw dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	e, ok := zone[name]
-	if !ok && bulkRe.MatchString(name) {
+	switch {
+	case ok:
+	case bulkRe.MatchString(name):
+		e, ok = zoneEntry{mx: []*dns.MX{mx(10, "mx."+strings.TrimSuffix(name, "."))}}, true
+	case bulkMXRe.MatchString(name):
+		e, ok = zoneEntry{a: true}, true
+	case sharedRe.MatchString(name):
 		e, ok = zoneEntry{mx: []*dns.MX{mx(10, "mx.good.test")}}, true
 	}
 	if !ok {

@@ -1,0 +1,127 @@
+package verify_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/autofloss/autofloss/verify"
+	"github.com/autofloss/autofloss/verify/verifytest"
+)
+
+// localChecks are the gates that need no network.
+var localChecks = verify.ChecksOf(verify.ReasonInvalid, verify.ReasonSpam, verify.ReasonRole, verify.ReasonBanned,
+	verify.ReasonComplainer, verify.ReasonBounced, verify.ReasonDisposable)
+
+func localInputs() []verify.Input {
+	doms := []string{"gmail.com", "yahoo.com", "acme-widgets.com", "mailinator.com", "gmial.com", "example.org", "hotmail.co.uk", "bücher.de"}
+	locs := []string{"jane.doe", "info", "j.smith+news", "bob_1984", "sales", "x.shit.y", "firstname.lastname.long.local.part"}
+	var ins []verify.Input
+	for i := 0; i < 1024; i++ {
+		ins = append(ins, verify.Input{Email: fmt.Sprintf("%s%d@%s", locs[i%len(locs)], i%7, doms[i%len(doms)])})
+	}
+	ins[5].Email = "not an address"
+	return ins
+}
+
+// BenchmarkLocalChecks measures syntax + lists + typo suggestion (no network), one core.
+func BenchmarkLocalChecks(b *testing.B) {
+	e, err := verify.New(verify.Options{DNSServers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ins := localInputs()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e.Verify(ctx, ins[i&1023], localChecks)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "addrs/s")
+}
+
+// BenchmarkLocalChecksBatch is the same through VerifyBatch (1,024 per call).
+func BenchmarkLocalChecksBatch(b *testing.B) {
+	e, err := verify.New(verify.Options{DNSServers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ins := localInputs()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e.VerifyBatch(ctx, ins, localChecks)
+	}
+	b.ReportMetric(float64(b.N*len(ins))/b.Elapsed().Seconds(), "addrs/s")
+}
+
+// BenchmarkWorld10k verifies 10,000 addresses over 200 domains through the
+// loopback DNS+SMTP world with every check on, a fresh engine (cold caches)
+// per iteration, in batches of 1,000 as the pipeline would.
+func BenchmarkWorld10k(b *testing.B) {
+	w := world(b)
+	ins := verifytest.BulkAddresses(10000)
+	var dnsQ, conns, probes int64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e := engine(b, w, func(o *verify.Options) { o.PerHostConcurrency = 8 })
+		for s := 0; s < len(ins); s += 1000 {
+			for _, r := range e.VerifyBatch(context.Background(), ins[s:s+1000], verify.AllChecks) {
+				if r.Reason != verify.ReasonValid && r.Reason != verify.ReasonNonexistent {
+					b.Fatalf("unexpected %s", r.Reason)
+				}
+			}
+		}
+		st := e.Stats()
+		e.Close()
+		dnsQ += st.DNSQueries
+		conns += st.SMTPConnections
+		probes += st.SMTPProbes
+	}
+	b.ReportMetric(float64(dnsQ)/float64(b.N), "dns_queries/run")
+	b.ReportMetric(float64(conns)*1000/float64(probes), "smtp_conns/1000_probes")
+	b.ReportMetric(float64(b.N*len(ins))/b.Elapsed().Seconds(), "addrs/s")
+}
+
+// BenchmarkWorld10kSharedMX is BenchmarkWorld10k over 200 domains that share
+// one exchanger (a hosted provider): their recipients share sessions.
+func BenchmarkWorld10kSharedMX(b *testing.B) {
+	w := world(b)
+	ins := verifytest.BulkAddresses(10000)
+	for i := range ins {
+		ins[i].Email = strings.Replace(ins[i].Email, "@b", "@s", 1)
+	}
+	var conns, probes int64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e := engine(b, w, func(o *verify.Options) { o.PerHostConcurrency = 8 })
+		for s := 0; s < len(ins); s += 1000 {
+			e.VerifyBatch(context.Background(), ins[s:s+1000], verify.AllChecks)
+		}
+		conns += e.Stats().SMTPConnections
+		probes += e.Stats().SMTPProbes
+		e.Close()
+	}
+	b.ReportMetric(float64(conns)*1000/float64(probes), "smtp_conns/1000_probes")
+	b.ReportMetric(float64(b.N*len(ins))/b.Elapsed().Seconds(), "addrs/s")
+}
+
+// BenchmarkWorldCachedDNS is Verify throughput on the world with DNS cached
+// (SMTP still probed), one address per call.
+func BenchmarkWorldCachedDNS(b *testing.B) {
+	w := world(b)
+	e := engine(b, w, func(o *verify.Options) { o.PerHostConcurrency = 16 })
+	ins := verifytest.BulkAddresses(2000)
+	e.VerifyBatch(context.Background(), ins, verify.AllChecks) // warm
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			e.Verify(context.Background(), ins[i%len(ins)], verify.AllChecks)
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "addrs/s")
+}
