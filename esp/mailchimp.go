@@ -19,11 +19,16 @@ import (
 // (count 1000); a contact in two audiences comes twice, with its ListID, because writes are per audience
 // member. The cursor encodes the audience (index and id) and the offset, so a fresh adapter resumes.
 //
-// Incremental reads (since_last_changed, sorted by last_changed ascending) page by keyset instead of a bare
-// offset: the cursor carries the last last_changed seen and how many contacts with that second were already
-// returned. A write-back during the run moves the written contacts to the end of the window (they come again,
-// harmlessly) instead of shifting the offsets and skipping unseen contacts. Full reads use plain offsets; a
-// delete (archive) during a full read can shift one contact out of this run (the next run sees it).
+// Offset paging is not snapshot-consistent, and the worker writes back between pages, so the adapter reads
+// in an order where its own writes cannot make it skip anyone:
+//   - full reads use the default member order, which writes do not change;
+//   - incremental reads (since_last_changed) sort by last_changed DESCENDING: a contact written (or changed
+//     by anyone) during the run moves to the front, before the offset, so at worst a few are read twice
+//     (harmless: results are reused and write-backs are idempotent), never skipped;
+//   - a Delete (archive) removes a member before the offset; the adapter remembers how many it archived per
+//     audience and moves the next offset back by that many.
+// Archives made by someone else during a full read can still shift a contact out of this run; the next run
+// sees it.
 //
 // Statuses: cleaned → bounced; unsubscribed and archived → unsubscribed; subscribed, pending and
 // transactional → subscribed. Mailchimp records abuse complaints as unsubscribes, so complained never occurs.
@@ -69,8 +74,9 @@ type mailchimp struct {
 	size int
 	caps Capabilities
 
-	mu    sync.Mutex
-	lists []List
+	mu       sync.Mutex
+	lists    []List
+	archived map[string]int // per audience: members this adapter archived since its last page there
 }
 
 func newMailchimp(cfg Config) (Adapter, error) {
@@ -144,28 +150,26 @@ type mcCursor struct {
 	list   int
 	listID string
 	offset int
-	since  int64 // Unix seconds of the since_last_changed to send (exclusive); 0 = full read
-	orig   int64 // the caller's since, where every audience's window starts
+	since  int64 // Unix seconds of since_last_changed; 0 = full read
 }
 
 func (c mcCursor) String() string {
-	return fmt.Sprintf("%s%d:%s:%d:%d:%d", mailchimpCursor, c.list, c.listID, c.offset, c.since, c.orig)
+	return fmt.Sprintf("%s%d:%s:%d:%d", mailchimpCursor, c.list, c.listID, c.offset, c.since)
 }
 
 func parseMCCursor(s string) (mcCursor, error) {
 	rest, ok := strings.CutPrefix(s, mailchimpCursor)
 	parts := strings.Split(rest, ":")
-	if !ok || len(parts) != 5 {
+	if !ok || len(parts) != 4 {
 		return mcCursor{}, errors.New("esp: mailchimp: foreign cursor")
 	}
 	var c mcCursor
-	var err1, err2, err3, err4 error
+	var err1, err2, err3 error
 	c.list, err1 = strconv.Atoi(parts[0])
 	c.listID = parts[1]
 	c.offset, err2 = strconv.Atoi(parts[2])
 	c.since, err3 = strconv.ParseInt(parts[3], 10, 64)
-	c.orig, err4 = strconv.ParseInt(parts[4], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || c.list < 0 || c.offset < 0 {
+	if err1 != nil || err2 != nil || err3 != nil || c.list < 0 || c.offset < 0 {
 		return mcCursor{}, errors.New("esp: mailchimp: malformed cursor")
 	}
 	return c, nil
@@ -197,7 +201,6 @@ func (m *mailchimp) Contacts(ctx context.Context, cursor Cursor, since time.Time
 	if cursor == "" {
 		if !since.IsZero() {
 			c.since = max(since.Unix(), 1)
-			c.orig = c.since
 		}
 	} else if c, err = parseMCCursor(string(cursor)); err != nil {
 		return Page{}, err
@@ -218,6 +221,12 @@ func (m *mailchimp) Contacts(ctx context.Context, cursor Cursor, since time.Time
 		return Page{Total: -1}, nil
 	}
 	l := lists[c.list]
+	m.mu.Lock()
+	if d := m.archived[l.ID]; d > 0 && cursor != "" {
+		c.offset = max(c.offset-d, 0)
+	}
+	m.archived = nil // archives always concern the page read just before this one
+	m.mu.Unlock()
 	q := url.Values{}
 	q.Set("count", strconv.Itoa(m.size))
 	q.Set("offset", strconv.Itoa(c.offset))
@@ -225,7 +234,7 @@ func (m *mailchimp) Contacts(ctx context.Context, cursor Cursor, since time.Time
 	if c.since != 0 {
 		q.Set("since_last_changed", time.Unix(c.since, 0).UTC().Format(time.RFC3339))
 		q.Set("sort_field", "last_changed")
-		q.Set("sort_dir", "ASC")
+		q.Set("sort_dir", "DESC")
 	}
 	var page Page
 	var total int
@@ -253,30 +262,13 @@ func (m *mailchimp) Contacts(ctx context.Context, cursor Cursor, since time.Time
 		return Page{}, err
 	}
 	n := len(page.Contacts)
-	next := mcCursor{list: c.list, listID: l.ID, since: c.since, orig: c.orig}
-	switch {
-	case n == 0 || c.offset+n >= total:
-		next = mcCursor{list: c.list + 1, since: c.orig, orig: c.orig}
-		if next.list < len(lists) {
-			next.listID = lists[next.list].ID
-		} else {
+	next := mcCursor{list: c.list, listID: l.ID, offset: c.offset + n, since: c.since}
+	if n == 0 || c.offset+n >= total {
+		next = mcCursor{list: c.list + 1, since: c.since}
+		if next.list >= len(lists) {
 			return page, nil
 		}
-	case c.since != 0:
-		// Keyset: restart the window at the last second seen, skipping what of that second was returned.
-		last := page.Contacts[n-1].UpdatedAt.Unix()
-		same := 0
-		for i := n - 1; i >= 0 && page.Contacts[i].UpdatedAt.Unix() == last; i-- {
-			same++
-		}
-		next.since = last - 1
-		if next.since == c.since {
-			next.offset = c.offset + n
-		} else {
-			next.offset = same
-		}
-	default:
-		next.offset = c.offset + n
+		next.listID = lists[next.list].ID
 	}
 	page.Next = Cursor(next.String())
 	return page, nil
@@ -374,5 +366,11 @@ func (m *mailchimp) Delete(ctx context.Context, c Contact) (json.RawMessage, err
 	if err := m.acct.DoJSON(ctx, http.MethodDelete, u, m.hdr, nil, nil); err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	if m.archived == nil {
+		m.archived = map[string]int{}
+	}
+	m.archived[c.ListID]++
+	m.mu.Unlock()
 	return snap, nil
 }

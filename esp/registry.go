@@ -3,6 +3,7 @@ package esp
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -278,6 +279,8 @@ func platforms() []Platform {
 	}
 }
 
+var mailchimpDC = regexp.MustCompile(`^[a-z]{2,4}[0-9]{1,3}$`) // us19, eu1, …
+
 // MailchimpDC returns the data centre of a Mailchimp key (the part after its last '-').
 func MailchimpDC(key string) (string, bool) {
 	i := strings.LastIndexByte(key, '-')
@@ -285,10 +288,8 @@ func MailchimpDC(key string) (string, bool) {
 		return "", false
 	}
 	dc := key[i+1:]
-	for _, r := range dc {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
-			return "", false
-		}
+	if !mailchimpDC.MatchString(dc) {
+		return "", false
 	}
 	return dc, true
 }
