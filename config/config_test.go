@@ -184,3 +184,20 @@ func TestPathFromAndEnvNames(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEDocumentsEveryKey keeps the README's configuration reference complete.
+func TestREADMEDocumentsEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, name := range config.EnvNames() {
+		for _, slug := range config.Platforms {
+			name = strings.Replace(name, "AUTOFLOSS_ESP_"+strings.ToUpper(slug)+"_", "AUTOFLOSS_ESP_<SLUG>_", 1)
+		}
+		if !strings.Contains(readme, "`"+name+"`") {
+			t.Errorf("README.md lacks %s", name)
+		}
+	}
+}

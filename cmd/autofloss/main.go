@@ -36,7 +36,7 @@ func commands() []command {
 		{"credits show", "--account ID: show the balance and recent ledger", runCreditsShow},
 		{"secrets rotate", "re-seal every stored credential with the active key", runSecretsRotate},
 		{"secrets generate", "print a new random base64 key for secrets.keys", runSecretsGenerate},
-		{"serve", "run the api, worker and scheduler in one process", runServe},
+		{"serve", "[-local-redis]: run the api, worker and scheduler in one process", runServe},
 		{"verify", "[-mode normal|aggressive] [-no-smtp] <address>… | -: verify addresses, one JSON line each", runVerify},
 		{"lists update", "--kind KIND --from FILE|URL [--dir verify/data]: refresh a shipped list", runListsUpdate},
 		{"lists sizes", "[--dir DIR]: entries per list", runListsSizes},

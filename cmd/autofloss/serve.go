@@ -15,10 +15,11 @@ import (
 // enqueueing tick.
 func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs, cfg := flags("serve", stderr)
+	localRedis := fs.Bool("local-redis", false, "start a redis-server under ./var/redis when nothing answers on a loopback redis.url")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	a, err := app.Start(ctx, app.Options{ConfigPath: *cfg, LogOutput: stderr, Component: "serve"})
+	a, err := app.Start(ctx, app.Options{ConfigPath: *cfg, LogOutput: stderr, Component: "serve", LocalRedis: *localRedis})
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,9 @@ type Options struct {
 	LogOutput  io.Writer           // where logs go (stderr)
 	Component  string              // "api", "worker", "scheduler", "serve", "cli": tags every log line
 	NoRedis    bool                // admin commands that only touch the store
+	// LocalRedis starts a redis-server under ./var/redis when nothing answers on a loopback redis.url
+	// (`make run` on a fresh machine); it stops with Close.
+	LocalRedis bool
 }
 
 // App holds a started process's dependencies.
@@ -39,6 +42,8 @@ type App struct {
 	// RedisOpt is for asynq (client, server, inspector); Redis is a plain client for pings and leases.
 	RedisOpt asynq.RedisConnOpt
 	Redis    *redis.Client
+
+	local *localRedis
 }
 
 // Start loads the config, builds the logger and key ring, opens and migrates the store, and connects to
@@ -85,6 +90,12 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		st.Close()
 		return nil, fmt.Errorf("config: redis.url: %w", err)
 	}
+	if o.LocalRedis {
+		if a.local, err = startLocalRedis(ctx, ropt, "./var/redis", log); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	a.Redis = redis.NewClient(ropt)
 	if err := waitRedis(ctx, a.Redis, 10*time.Second); err != nil {
 		a.Close()
@@ -118,6 +129,7 @@ func (a *App) Close() {
 	if a.Store != nil {
 		_ = a.Store.Close()
 	}
+	a.local.stop()
 }
 
 // Ready checks the store and Redis answer (for /readyz).

@@ -1,0 +1,35 @@
+# autofloss — the two commands a fresh clone needs are `make run` and `make test`.
+GO ?= go
+
+.PHONY: run test services build vet ci clean
+
+## run: start the service (api + worker + scheduler) on the embedded defaults: SQLite under ./var,
+## Redis on 127.0.0.1:6379 — started under ./var/redis if nothing answers there.
+run:
+	@mkdir -p var
+	$(GO) run ./cmd/autofloss serve -local-redis
+
+## test: the whole suite with the race detector. Redis and PostgreSQL are brought up first
+## (installed with apt when missing) by .ci/services.
+test:
+ifndef SERVICES_CHECKED
+	@./.ci/services
+endif
+	$(GO) test -race -count=1 ./...
+
+services:
+	@./.ci/services
+
+## build: the four binaries into ./bin
+build:
+	$(GO) build -o bin/ ./cmd/api ./cmd/worker ./cmd/scheduler ./cmd/autofloss
+
+vet:
+	$(GO) vet ./...
+
+## ci: what CI runs (.ci/run): services, vet, test
+ci:
+	./.ci/run
+
+clean:
+	rm -rf bin
