@@ -346,10 +346,10 @@ func (e *Engine) remote(ctx context.Context, domain string, group []*work, want 
 		w.dnsDur = dur
 		ev := &w.res.Evidence
 		ev.DNSCached = cached
-		ev.MX = info.mx
+		ev.MX = append([]string(nil), info.mx...)
 		ev.ImplicitMX = info.implicit
 		ev.DNSError = info.err
-		ev.NS = ns
+		ev.NS = append([]string(nil), ns...)
 		switch info.outcome {
 		case dnsNXDomain, dnsNoMail:
 			w.find(ReasonIllegitimate)
@@ -456,6 +456,12 @@ func (e *Engine) probeAll(ctx context.Context, pending []smtpWork, want Checks) 
 			t0 := e.opt.Now()
 			res := e.prober.probe(ctx, s.mx, s.reqs)
 			dur := e.opt.Now().Sub(t0)
+			if len(res) > 0 && len(res[0].rcpts) > 0 {
+				if o := res[0].rcpts[0]; o.reason == ReasonFailedExchange || o.step == "mail" || o.step == "greeting" {
+					e.opt.Logger.Debug().Strs("mx", s.mx).Str("step", o.step).Int("code", o.code).Str("error", o.neterr).
+						Int("domains", len(s.reqs)).Msg("smtp probe could not check recipients")
+				}
+			}
 			for i := range s.reqs {
 				e.probes.Add(int64(len(s.reqs[i].locals)))
 				for _, w := range s.ws[i] {

@@ -335,6 +335,25 @@ func TestProviderRulesNeverProbe(t *testing.T) {
 	}
 }
 
+func TestSuggestionOnResults(t *testing.T) {
+	w := world(t)
+	e := engine(t, w, nil)
+	for _, c := range []struct {
+		in, sugg string
+		reason   verify.Reason
+	}{
+		{"jane@gmailcom", "jane@gmail.com", verify.ReasonInvalid},
+		{"jane@gmial.cmo", "jane@gmail.com", verify.ReasonIllegitimate},
+		{"jane@gmail.com", "", verify.ReasonValid},
+		{"jane@acme.con", "jane@acme.com", verify.ReasonIllegitimate},
+	} {
+		r := e.Verify(context.Background(), verify.Input{Email: c.in}, verify.AllChecks)
+		if r.Suggestion != c.sugg || r.Reason != c.reason {
+			t.Errorf("%s: suggestion %q reason %s; want %q %s", c.in, r.Suggestion, r.Reason, c.sugg, c.reason)
+		}
+	}
+}
+
 func TestPlatformStatus(t *testing.T) {
 	w := world(t)
 	e := engine(t, w, nil)
