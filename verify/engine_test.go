@@ -335,6 +335,25 @@ func TestProviderRulesNeverProbe(t *testing.T) {
 	}
 }
 
+func TestPooledSessionDroppedByServer(t *testing.T) {
+	w, err := verifytest.NewWorld(verifytest.WorldOptions{ServerIdleTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	e := engine(t, w, nil) // keeps idle sessions 10s, longer than the server does
+	defer e.Close()
+	for k := 0; k < 2; k++ {
+		if r := e.Verify(context.Background(), verify.Input{Email: fmt.Sprintf("ok.%d@good.test", k)}, verify.AllChecks); r.Reason != verify.ReasonValid {
+			t.Fatalf("round %d: %+v", k, r)
+		}
+		time.Sleep(500 * time.Millisecond) // the server drops the idle session
+	}
+	if got := w.SMTPConnections("mailbox"); got != 2 {
+		t.Fatalf("want a fresh session after the server dropped the idle one: %d sessions", got)
+	}
+}
+
 func TestSuggestionOnResults(t *testing.T) {
 	w := world(t)
 	e := engine(t, w, nil)

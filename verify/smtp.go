@@ -450,8 +450,8 @@ func (p *prober) session(ctx context.Context, st *smtpStep, host string, reqs []
 	}
 	mail := func() (int, string, error) { return st.do("MAIL FROM:<" + o.MailFrom + ">") }
 	code, text, err := mail()
-	if err != nil && st.reused {
-		// an idle session the server has dropped: one fresh connection
+	if st.reused && (err != nil || code == 421) {
+		// an idle session the server has dropped (or is dropping with 421): one fresh connection
 		_ = st.conn.Close()
 		st.unbind()
 		nst, f := p.connect(ctx, host)
@@ -465,7 +465,7 @@ func (p *prober) session(ctx context.Context, st *smtpStep, host string, reqs []
 	}
 	if err != nil || code != 250 {
 		fail(0, ReasonUnverified, "mail", code, text, err)
-		return err == nil
+		return err == nil && code != 421
 	}
 	inTx := 0
 	rcpt := func(addr string) (int, string, error, bool) {

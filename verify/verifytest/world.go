@@ -68,6 +68,9 @@ const (
 // WorldOptions tune the world.
 type WorldOptions struct {
 	SlowDelay time.Duration // delay of slow.test answers; default 2s (use a DNS timeout well below it)
+	// ServerIdleTimeout is how long the SMTP servers wait for a command before
+	// dropping the session; default 10s.
+	ServerIdleTimeout time.Duration
 }
 
 // World is a running loopback world. Close it when done.
@@ -99,6 +102,9 @@ var (
 func NewWorld(o WorldOptions) (*World, error) {
 	if o.SlowDelay <= 0 {
 		o.SlowDelay = 2 * time.Second
+	}
+	if o.ServerIdleTimeout <= 0 {
+		o.ServerIdleTimeout = 10 * time.Second
 	}
 	w := &World{opt: o, HostPorts: map[string]int{}}
 	ok := false
@@ -311,7 +317,7 @@ func (w *World) startSMTP(name string, rcpt func(string) error) (int, error) {
 	w.resets.Store(name, rs)
 	s := smtp.NewServer(&backend{name: name, rcpt: rcpt, count: cnt, max: mx, rsets: rs})
 	s.Domain = "mx." + name + ".test"
-	s.ReadTimeout = 10 * time.Second
+	s.ReadTimeout = w.opt.ServerIdleTimeout
 	s.WriteTimeout = 10 * time.Second
 	s.MaxRecipients = 1000
 	s.AllowInsecureAuth = true
