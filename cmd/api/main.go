@@ -1,4 +1,5 @@
-// Command api serves the integrations API and the ops endpoints (/healthz, /readyz) until SIGINT/SIGTERM.
+// Command api serves the integrations API and the ops endpoints (/healthz, /readyz, /metrics, /ops/queues/)
+// until SIGINT/SIGTERM.
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/autofloss/autofloss/api"
 	"github.com/autofloss/autofloss/internal/app"
 )
 
@@ -30,7 +32,13 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer a.Close()
-	if err := a.ServeHTTP(ctx, a.OpsMux(), nil); err != nil {
+	h, closeAPI, err := api.FromApp(a)
+	if err != nil {
+		fmt.Fprintln(stderr, "api:", err)
+		return 1
+	}
+	defer closeAPI()
+	if err := a.ServeHTTP(ctx, h, nil); err != nil {
 		a.Log.Error().Err(err).Msg("api failed")
 		return 1
 	}

@@ -1,0 +1,117 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// checkBody verifies a body is one JSON object: valid UTF-8, well-formed, nothing after it.
+func checkBody(body []byte, required bool) (empty bool, err error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		if required {
+			return true, invalid("invalid_json", "", "a JSON object body is required")
+		}
+		return true, nil
+	}
+	if !utf8.Valid(body) {
+		return false, invalid("invalid_json", "", "the request body is not valid UTF-8")
+	}
+	if trimmed[0] != '{' {
+		return false, invalid("invalid_json", "", "the request body must be a JSON object")
+	}
+	if !json.Valid(trimmed) {
+		return false, invalid("invalid_json", "", "the request body is not valid JSON (or has data after the object)")
+	}
+	return false, nil
+}
+
+// decodeStrict decodes one JSON object into dst, refusing unknown fields, wrong types and trailing data;
+// errors are 400s naming the field (prefixed with prefix, e.g. "rules[3].").
+func decodeStrict(body []byte, dst any, prefix string) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err, prefix)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("invalid_json", "", "the request body has data after the JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error, prefix string) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := prefix + te.Field
+		if te.Field == "" {
+			if prefix == "" {
+				return invalid("invalid_json", "", "the request body must be a JSON object")
+			}
+			field = strings.TrimSuffix(prefix, ".")
+		}
+		return invalid("invalid_field", field, fmt.Sprintf("%s must be %s", field, jsonKind(te.Type.Kind().String())))
+	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return invalid("invalid_json", "", "the request body is not valid JSON")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return invalid("unknown_field", prefix+name, fmt.Sprintf("%s is not a field of this request", prefix+name))
+	}
+	return invalid("invalid_json", "", "the request body could not be decoded")
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "int", "int64", "float64":
+		return "a number"
+	case "slice":
+		return "an array"
+	case "map", "struct", "ptr":
+		return "an object"
+	}
+	return "of another type"
+}
+
+// rawString reads an optional JSON string field kept as raw JSON (nil = absent).
+func rawString(raw json.RawMessage, field string) (string, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return "", invalid("invalid_field", field, field+" must be a string")
+	}
+	return s, nil
+}
+
+func rawBool(raw json.RawMessage, field string) (bool, error) {
+	var b bool
+	if err := json.Unmarshal(raw, &b); err != nil || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return false, invalid("invalid_field", field, field+" must be a boolean")
+	}
+	return b, nil
+}
+
+// rawObject reads a JSON object field into its members.
+func rawObject(raw json.RawMessage, field string) (map[string]json.RawMessage, error) {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || t[0] != '{' {
+		return nil, invalid("invalid_field", field, field+" must be an object")
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(t, &m); err != nil {
+		return nil, invalid("invalid_field", field, field+" must be an object")
+	}
+	return m, nil
+}
