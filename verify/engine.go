@@ -167,6 +167,26 @@ func (e *Engine) VerifyBatch(ctx context.Context, ins []Input, want Checks) []Re
 	for i, in := range ins {
 		ws[i] = e.local(in, want)
 	}
+	e.remoteWork(ctx, ws, want)
+	out := make([]Result, len(ws))
+	for i, w := range ws {
+		out[i] = e.finish(w)
+	}
+	return out
+}
+
+// remoteWork runs DNS and SMTP for the works that need them.
+func (e *Engine) remoteWork(ctx context.Context, ws []*work, want Checks) {
+	remaining := false
+	for _, w := range ws {
+		if !w.done {
+			remaining = true
+			break
+		}
+	}
+	if !remaining {
+		return
+	}
 	// DNS, per domain concurrently (single-flight makes duplicates free).
 	byDomain := map[string][]*work{}
 	var order []string
@@ -200,11 +220,6 @@ func (e *Engine) VerifyBatch(ctx context.Context, ins []Input, want Checks) []Re
 	}
 	wg.Wait()
 	e.probeAll(ctx, pending, want)
-	out := make([]Result, len(ws))
-	for i, w := range ws {
-		out[i] = e.finish(w)
-	}
-	return out
 }
 
 func (e *Engine) finish(w *work) Result {
@@ -223,6 +238,7 @@ func (e *Engine) finish(w *work) Result {
 // local runs the checks without network: syntax, lists, platform status, typo suggestion.
 func (e *Engine) local(in Input, want Checks) *work {
 	w := &work{start: e.opt.Now()}
+	w.res.Evidence.Ran = make([]string, 0, 5)
 	raw := strings.TrimSpace(in.Email)
 	w.res.Email = raw
 	w.ran("syntax")
