@@ -296,9 +296,8 @@ func (a *Account) once(ctx context.Context, req Request, handle func(*http.Respo
 	fail := func(status int, kind error, cause error) *Error {
 		return &Error{Platform: a.platform, Method: req.Method, Path: RedactPath(req.URL), Status: status, Kind: kind, Err: cause}
 	}
-	if err := a.wait(ctx); err != nil {
-		return fail(0, ErrUnavailable, ctxCause(ctx, err))
-	}
+	// The concurrency slot first, the rate token second: a token taken and then held while waiting for a
+	// slot would let several requests leave together later, bunched beyond the platform's burst.
 	if a.a.sem != nil {
 		select {
 		case a.a.sem <- struct{}{}:
@@ -306,6 +305,9 @@ func (a *Account) once(ctx context.Context, req Request, handle func(*http.Respo
 		case <-ctx.Done():
 			return fail(0, ErrUnavailable, ctx.Err())
 		}
+	}
+	if err := a.wait(ctx); err != nil {
+		return fail(0, ErrUnavailable, ctxCause(ctx, err))
 	}
 	actx, cancel := context.WithTimeout(ctx, a.c.timeout)
 	defer cancel()

@@ -289,10 +289,25 @@ func contract(t *testing.T, p esp.Platform) {
 		}
 		st := h.fake.Stats()
 		if st.Throttled != 0 {
-			t.Fatalf("the fake throttled %d of %d requests", st.Throttled, st.Requests)
+			t.Fatalf("the fake throttled %d of %d requests: %+v", st.Throttled, st.Requests, st)
 		}
 		if st.Requests < 30 {
 			t.Fatalf("only %d requests: the test does not exercise the limiter", st.Requests)
+		}
+		// The converse: a client without a limiter (and without retries) is throttled by the fake with the
+		// platform's own signal, which the client reports as ErrThrottled.
+		free := esp.NewClient(esp.ClientOptions{Retry: esp.Retry{MaxAttempts: 1}, Limits: map[string]esp.Limits{slug: {}}})
+		a, err := h.reg.Open(slug, h.fake.Credentials(true), free, h.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			if _, _, err = readAll(ctx, t, a, "", time.Time{}, 0); err != nil {
+				break
+			}
+		}
+		if !errors.Is(err, esp.ErrThrottled) || h.fake.Stats().Throttled == 0 {
+			t.Fatal("an unlimited client was never throttled: the fake does not enforce the limit")
 		}
 	})
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -87,6 +88,7 @@ type Options struct {
 type Stats struct {
 	Requests          int64
 	Throttled         int64 // answered with the throttle signal because the platform's limit was exceeded
+	ThrottledBusy     int64 // of which because of the simultaneous-requests limit
 	MaxInFlight       int64
 	InjectedThrottles int64
 	InjectedErrors    int64
@@ -138,7 +140,7 @@ type Fake struct {
 	limits   esp.Limits
 	inflight atomic.Int64
 	stats    struct {
-		requests, throttled, maxInflight, injThrottles, injErrors, drops, truncs, unauth atomic.Int64
+		requests, throttled, busy, maxInflight, injThrottles, injErrors, drops, truncs, unauth atomic.Int64
 	}
 	writes struct{ fields, tags, unsubs, deletes atomic.Int64 }
 
@@ -178,8 +180,11 @@ func StartSpec(s Spec, o Options) (*Fake, error) {
 		f.limits = *o.Limits
 	}
 	if f.limits.Rate > 0 {
-		// One request of slack over the platform's burst absorbs loopback scheduling jitter.
-		f.lim = rate.NewLimiter(rate.Limit(f.limits.Rate), f.limits.Burst+1)
+		// Slack over the platform's burst absorbs scheduling jitter between a client taking its token and
+		// the request arriving here: one request, or 50 ms worth of the rate, whichever is more. A client
+		// without a limiter still gets throttled at once.
+		slack := max(1, int(math.Ceil(f.limits.Rate*0.05)))
+		f.lim = rate.NewLimiter(rate.Limit(f.limits.Rate), f.limits.Burst+slack)
 	}
 	n := o.Seed.N
 	f.all = make([]int32, n)
@@ -264,7 +269,7 @@ func (f *Fake) ListIndex(id string) (int, bool) {
 // Stats returns the counters.
 func (f *Fake) Stats() Stats {
 	return Stats{
-		Requests: f.stats.requests.Load(), Throttled: f.stats.throttled.Load(), MaxInFlight: f.stats.maxInflight.Load(),
+		Requests: f.stats.requests.Load(), Throttled: f.stats.throttled.Load(), ThrottledBusy: f.stats.busy.Load(), MaxInFlight: f.stats.maxInflight.Load(),
 		InjectedThrottles: f.stats.injThrottles.Load(), InjectedErrors: f.stats.injErrors.Load(),
 		Drops: f.stats.drops.Load(), Truncations: f.stats.truncs.Load(), Unauthorized: f.stats.unauth.Load(),
 	}
@@ -656,8 +661,12 @@ func (f *Fake) roll(p float64) bool {
 func (f *Fake) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.stats.requests.Add(1)
+		// In flight from arrival until the answer starts leaving: decremented before the response is written,
+		// so the client cannot see an answer (and send its next request) while this one still counts.
 		n := f.inflight.Add(1)
-		defer f.inflight.Add(-1)
+		var doneOnce sync.Once
+		done := func() { doneOnce.Do(func() { f.inflight.Add(-1) }) }
+		defer done()
 		for {
 			m := f.stats.maxInflight.Load()
 			if n <= m || f.stats.maxInflight.CompareAndSwap(m, n) {
@@ -675,6 +684,7 @@ func (f *Fake) middleware(next http.Handler) http.Handler {
 		fa := f.opts.Faults
 		if f.roll(fa.Drops) {
 			f.stats.drops.Add(1)
+			done()
 			if hj, ok := w.(http.Hijacker); ok {
 				if c, _, err := hj.Hijack(); err == nil {
 					c.Close()
@@ -694,6 +704,7 @@ func (f *Fake) middleware(next http.Handler) http.Handler {
 				f.violation(v)
 			}
 		}
+		done()
 		for k, v := range c.h {
 			w.Header()[k] = v
 		}
@@ -719,6 +730,7 @@ func (f *Fake) middleware(next http.Handler) http.Handler {
 func (f *Fake) serve(w http.ResponseWriter, r *http.Request, next http.Handler, body []byte) {
 	if c := f.limits.Concurrency; c > 0 && f.inflight.Load() > int64(c) {
 		f.stats.throttled.Add(1)
+		f.stats.busy.Add(1)
 		f.spec.Throttle(w, time.Second)
 		return
 	}
