@@ -229,7 +229,7 @@ func platforms() []Platform {
 			New:   newMailchimp},
 		{Slug: "brevo", Name: "Brevo", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 10, Burst: 10}, Capabilities: Capabilities{ChangedSince: true, TotalKnown: true},
-			New: nil},
+			New: newBrevo},
 		{Slug: "activecampaign", Name: "ActiveCampaign", Fields: []CredentialField{plain("api_url", "API URL"), apiKey}, Connectable: true,
 			Limits: Limits{Rate: 5, Burst: 5}, Capabilities: Capabilities{ChangedSince: true, TotalKnown: true},
 			check: checkActiveCampaign,

@@ -7,7 +7,7 @@ func fakes() map[string]func() Spec {
 	return map[string]func() Spec{
 		"klaviyo":         klaviyoSpec,
 		"mailchimp":       mailchimpSpec,
-		"brevo":           nil,
+		"brevo":           brevoSpec,
 		"activecampaign":  nil,
 		"convertkit":      nil,
 		"mailerlite":      nil,

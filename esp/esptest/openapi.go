@@ -186,7 +186,7 @@ func (v *Validator) Check(r *http.Request, status int, h http.Header, body []byt
 	rin := &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: in, Status: status, Header: h,
 		Body:    io.NopCloser(bytes.NewReader(body)),
-		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+		Options: &openapi3filter.Options{IncludeResponseStatus: !anyEndpointStatus(status), MultiError: true},
 	}
 	if err := openapi3filter.ValidateResponse(ctx, rin); err != nil {
 		out = append(out, fmt.Sprintf("response %d %s: %s", status, op, short(err)))
@@ -200,4 +200,12 @@ func short(err error) string {
 		s = s[:600] + "…"
 	}
 	return strings.ReplaceAll(s, "\n", " | ")
+}
+
+// anyEndpointStatus: statuses every endpoint of a platform can answer (bad credentials, throttling, server
+// errors) that some documents do not list per operation — Brevo's Swagger lists them once, in its
+// description. The fake core answers them before the platform's handlers run; they are validated when the
+// operation documents them and otherwise accepted (any other undocumented status is still a violation).
+func anyEndpointStatus(status int) bool {
+	return status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests || status >= 500
 }
