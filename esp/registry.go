@@ -251,7 +251,7 @@ func platforms() []Platform {
 			New: nil},
 		{Slug: "drip", Name: "Drip", Fields: []CredentialField{apiKey, plain("account_id", "Account ID")}, Connectable: true,
 			Limits: Limits{Rate: 0.99, Burst: 10}, Capabilities: Capabilities{TotalKnown: true},
-			New: nil},
+			New: newDrip},
 		{Slug: "gist", Name: "Gist", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 5, Burst: 5}, Capabilities: Capabilities{Tags: true},
 			New: nil},

@@ -14,7 +14,7 @@ func fakes() map[string]func() Spec {
 		"getresponse":     nil,
 		"campaignmonitor": nil,
 		"constantcontact": nil,
-		"drip":            nil,
+		"drip":            dripSpec,
 		"gist":            nil,
 		"hubspot":         nil,
 		"keap":            nil,
