@@ -266,7 +266,7 @@ func platforms() []Platform {
 			New: nil},
 		{Slug: "ontraport", Name: "Ontraport", Fields: []CredentialField{plain("app_id", "App ID"), apiKey}, Connectable: true,
 			Limits: Limits{Rate: 2.9, Burst: 6}, Capabilities: Capabilities{ChangedSince: true, Tags: true},
-			New: nil},
+			New: newOntraport},
 		{Slug: "sendlane", Name: "Sendlane", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 3.9, Burst: 6}, Capabilities: Capabilities{Tags: true},
 			New: nil},

@@ -19,7 +19,7 @@ func fakes() map[string]func() Spec {
 		"hubspot":         nil,
 		"keap":            nil,
 		"moosend":         nil,
-		"ontraport":       nil,
+		"ontraport":       ontraportSpec,
 		"sendlane":        nil,
 		"iterable":        nil,
 		"customerio":      nil,
