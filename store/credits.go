@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -39,6 +40,10 @@ func (s *Store) AddCredits(ctx context.Context, accountID string, amount int64, 
 		}
 		return tx.GetContext(ctx, &balance, s.q(`SELECT balance FROM credit_balances WHERE account_id = ?`), accountID)
 	})
+	if err != nil && isUniqueViolation(err) {
+		// A concurrent call with the same ref won the race: it was applied once; report the balance.
+		return s.Balance(ctx, accountID)
+	}
 	return balance, notFound(err)
 }
 
@@ -123,4 +128,10 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
+}
+
+// isUniqueViolation recognises a unique-constraint error from either driver.
+func isUniqueViolation(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505")
 }

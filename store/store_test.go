@@ -149,12 +149,29 @@ var storeCases = []struct {
 		wantErr(t, err, store.ErrNotFound)
 		_, err = st.Balance(ctx(), "acc_missing")
 		wantErr(t, err, store.ErrNotFound)
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if b, err := st.AddCredits(ctx(), a.ID, 1000, "order-race", ""); err != nil || b < 1105 {
+					t.Errorf("concurrent add: %d %v", b, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if b := must[int64](t)(st.Balance(ctx(), a.ID)); b != 1105 {
+			t.Fatalf("one ref applied more than once: balance %d", b)
+		}
+		if b := must[int64](t)(st.AddCredits(ctx(), a.ID, 5, "", "")); b != 1110 {
+			t.Fatalf("balance %d", b)
+		}
 		l, next, err := st.Ledger(ctx(), a.ID, store.Page{Limit: 1})
-		if err != nil || len(l) != 1 || l[0].Delta != 5 || l[0].BalanceAfter != 105 || next == "" {
+		if err != nil || len(l) != 1 || l[0].Delta != 5 || l[0].BalanceAfter != 1110 || next == "" {
 			t.Fatalf("ledger %+v %q %v", l, next, err)
 		}
-		l, next, err = st.Ledger(ctx(), a.ID, store.Page{Cursor: next, Limit: 1})
-		if err != nil || len(l) != 1 || l[0].Ref != "order-1" || next != "" {
+		l, next, err = st.Ledger(ctx(), a.ID, store.Page{Cursor: next, Limit: 3})
+		if err != nil || len(l) != 3 || l[0].Ref != "order-race" || l[2].Ref != "order-1" || next != "" {
 			t.Fatalf("ledger page 2 %+v %q %v", l, next, err)
 		}
 	}},
