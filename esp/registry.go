@@ -239,7 +239,7 @@ func platforms() []Platform {
 			New: nil},
 		{Slug: "mailerlite", Name: "MailerLite", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 1.95, Burst: 2}, Capabilities: Capabilities{},
-			New: nil},
+			New: newMailerlite},
 		{Slug: "getresponse", Name: "GetResponse", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 49, Burst: 80, Concurrency: 10}, Capabilities: Capabilities{ChangedSince: true, TotalKnown: true},
 			New: nil},

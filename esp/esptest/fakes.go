@@ -10,7 +10,7 @@ func fakes() map[string]func() Spec {
 		"brevo":           brevoSpec,
 		"activecampaign":  nil,
 		"convertkit":      nil,
-		"mailerlite":      nil,
+		"mailerlite":      mailerliteSpec,
 		"getresponse":     nil,
 		"campaignmonitor": nil,
 		"constantcontact": nil,
