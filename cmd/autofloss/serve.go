@@ -7,6 +7,7 @@ import (
 	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/autofloss/autofloss/api"
 	"github.com/autofloss/autofloss/internal/app"
 )
 
@@ -24,8 +25,13 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		return err
 	}
 	defer a.Close()
+	h, closeAPI, err := api.FromApp(a)
+	if err != nil {
+		return err
+	}
+	defer closeAPI()
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.ServeHTTP(ctx, a.OpsMux(), nil) })
+	g.Go(func() error { return a.ServeHTTP(ctx, h, nil) })
 	g.Go(func() error { return a.RunWorker(ctx, asynq.NewServeMux()) })
 	g.Go(func() error { return a.RunScheduler(ctx, a.CountDue) })
 	return g.Wait()
