@@ -269,7 +269,7 @@ func platforms() []Platform {
 			New: newOntraport},
 		{Slug: "sendlane", Name: "Sendlane", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 3.9, Burst: 6}, Capabilities: Capabilities{Tags: true},
-			New: nil},
+			New: newSendlane},
 		{Slug: "iterable", Name: "Iterable", Fields: []CredentialField{apiKey, {Name: "region", Label: "Region", Optional: true, Default: "us", Enum: []string{"us", "eu"}}}, Connectable: true,
 			Limits: Limits{Rate: 50, Burst: 50}, Capabilities: Capabilities{ChangedSince: true},
 			New: nil},

@@ -20,7 +20,7 @@ func fakes() map[string]func() Spec {
 		"keap":            nil,
 		"moosend":         nil,
 		"ontraport":       ontraportSpec,
-		"sendlane":        nil,
+		"sendlane":        sendlaneSpec,
 		"iterable":        nil,
 		"customerio":      nil,
 	}
