@@ -254,7 +254,7 @@ func platforms() []Platform {
 			New: newDrip},
 		{Slug: "gist", Name: "Gist", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 5, Burst: 5}, Capabilities: Capabilities{Tags: true},
-			New: nil},
+			New: newGist},
 		{Slug: "hubspot", Name: "HubSpot", Fields: []CredentialField{key("access_token", "Private app access token")}, Connectable: true,
 			Limits: Limits{Rate: 9, Burst: 10}, Capabilities: Capabilities{ChangedSince: true},
 			New: nil},

@@ -15,7 +15,7 @@ func fakes() map[string]func() Spec {
 		"campaignmonitor": nil,
 		"constantcontact": nil,
 		"drip":            dripSpec,
-		"gist":            nil,
+		"gist":            gistSpec,
 		"hubspot":         nil,
 		"keap":            nil,
 		"moosend":         nil,
