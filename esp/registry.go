@@ -233,7 +233,7 @@ func platforms() []Platform {
 		{Slug: "activecampaign", Name: "ActiveCampaign", Fields: []CredentialField{plain("api_url", "API URL"), apiKey}, Connectable: true,
 			Limits: Limits{Rate: 5, Burst: 5}, Capabilities: Capabilities{ChangedSince: true, TotalKnown: true},
 			check: checkActiveCampaign,
-			New:   nil},
+			New:   newActiveCampaign},
 		{Slug: "convertkit", Name: "Kit (ConvertKit)", Fields: []CredentialField{apiKey, key("api_secret", "API secret")}, Connectable: true,
 			Limits: Limits{Rate: 1.95, Burst: 2}, Capabilities: Capabilities{ChangedSince: true, TotalKnown: true},
 			New: nil},

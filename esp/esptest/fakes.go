@@ -8,7 +8,7 @@ func fakes() map[string]func() Spec {
 		"klaviyo":         klaviyoSpec,
 		"mailchimp":       mailchimpSpec,
 		"brevo":           brevoSpec,
-		"activecampaign":  nil,
+		"activecampaign":  activecampaignSpec,
 		"convertkit":      nil,
 		"mailerlite":      mailerliteSpec,
 		"getresponse":     nil,
