@@ -242,7 +242,7 @@ func platforms() []Platform {
 			New: newMailerlite},
 		{Slug: "getresponse", Name: "GetResponse", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 49, Burst: 80, Concurrency: 10}, Capabilities: Capabilities{ChangedSince: true, TotalKnown: true},
-			New: nil},
+			New: newGetresponse},
 		{Slug: "campaignmonitor", Name: "Campaign Monitor", Fields: []CredentialField{apiKey, plain("client_id", "Client ID")}, Connectable: true,
 			Limits: Limits{Rate: 10, Burst: 10}, Capabilities: Capabilities{TotalKnown: true},
 			New: nil},

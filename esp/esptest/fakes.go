@@ -11,7 +11,7 @@ func fakes() map[string]func() Spec {
 		"activecampaign":  activecampaignSpec,
 		"convertkit":      nil,
 		"mailerlite":      mailerliteSpec,
-		"getresponse":     nil,
+		"getresponse":     getresponseSpec,
 		"campaignmonitor": nil,
 		"constantcontact": nil,
 		"drip":            dripSpec,
