@@ -159,9 +159,16 @@ type Log struct {
 	Format string `yaml:"format"` // json|console
 }
 
-// Sandbox runs the service against loopback fakes (later issue).
+// Sandbox runs `autofloss serve` against loopback fakes of the platforms and a loopback DNS+SMTP world,
+// with a demo account (package sandbox): the quick start of `make run`. Nothing in sandbox mode reaches
+// the internet.
 type Sandbox struct {
-	Enabled bool `yaml:"enabled"`
+	Enabled  bool  `yaml:"enabled"`
+	Contacts int   `yaml:"contacts"` // seeded contacts per platform fake
+	Credits  int64 `yaml:"credits"`  // the demo account is topped up to this balance at start
+	// RealLimits makes the fakes enforce (and the client keep) each platform's own rate limits; off, both
+	// are lifted so a demo run finishes in seconds.
+	RealLimits bool `yaml:"real_limits"`
 }
 
 // Default returns the embedded defaults: SQLite under ./var, Redis on localhost, JSON logs.
@@ -194,6 +201,7 @@ func Default() Config {
 		},
 		Credits: Credits{ReverifyWindow: 30 * 24 * time.Hour},
 		Log:     Log{Level: "info", Format: "json"},
+		Sandbox: Sandbox{Contacts: 3000, Credits: 100000},
 	}
 }
 

@@ -161,6 +161,14 @@ func (c Config) Validate() error {
 		bad("log.format", "must be json or console, got %q", c.Log.Format)
 	}
 
+	// sandbox
+	if c.Sandbox.Contacts < 0 || c.Sandbox.Contacts > 1000000 {
+		bad("sandbox.contacts", "must be between 0 and 1000000, got %d", c.Sandbox.Contacts)
+	}
+	if c.Sandbox.Credits < 0 {
+		bad("sandbox.credits", "must not be negative, got %d", c.Sandbox.Credits)
+	}
+
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
