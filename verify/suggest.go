@@ -108,8 +108,8 @@ func (s *Suggester) suggest(d string) string {
 	if best := s.nearest(fixed); best != "" {
 		return best
 	}
-	if fixed != d {
-		return fixed
+	if fixed != d && checkLDH(fixed) == nil {
+		return fixed // a TLD fix only when the rest of the domain is well formed
 	}
 	return ""
 }

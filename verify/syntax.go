@@ -3,6 +3,7 @@ package verify
 import (
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -103,6 +104,9 @@ func parseDomain(dom string) (Address, error) {
 			ascii = false
 			break
 		}
+	}
+	if !ascii && !utf8.ValidString(dom) {
+		return Address{}, ErrDomainIDN // invalid UTF-8 would be mapped to U+FFFD, a domain nobody wrote
 	}
 	var d string
 	if ascii {
