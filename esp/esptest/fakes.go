@@ -12,7 +12,7 @@ func fakes() map[string]func() Spec {
 		"convertkit":      nil,
 		"mailerlite":      mailerliteSpec,
 		"getresponse":     getresponseSpec,
-		"campaignmonitor": nil,
+		"campaignmonitor": campaignmonitorSpec,
 		"constantcontact": nil,
 		"drip":            dripSpec,
 		"gist":            gistSpec,
