@@ -79,6 +79,8 @@ type Capabilities struct {
 	ChangedSince bool // Contacts honours since
 	Tags         bool // write-back uses tags (`mf_failed - <reason>`) instead of fields
 	TotalKnown   bool // Page.Total is filled
+	// NoDelete: the platform cannot delete a contact; Delete snapshots it and unsubscribes it instead.
+	NoDelete bool
 }
 
 // Errors callers branch on (errors.Is).
