@@ -257,7 +257,7 @@ func platforms() []Platform {
 			New: newGist},
 		{Slug: "hubspot", Name: "HubSpot", Fields: []CredentialField{key("access_token", "Private app access token")}, Connectable: true,
 			Limits: Limits{Rate: 9, Burst: 10}, Capabilities: Capabilities{ChangedSince: true},
-			New: nil},
+			New: newHubSpot},
 		{Slug: "keap", Name: "Keap (Infusionsoft)", Fields: []CredentialField{key("api_key", "Personal access token or service account key")}, Connectable: true,
 			Limits: Limits{Rate: 3.8, Burst: 10}, Capabilities: Capabilities{ChangedSince: true, Tags: true},
 			New: nil},

@@ -16,7 +16,7 @@ func fakes() map[string]func() Spec {
 		"constantcontact": nil,
 		"drip":            dripSpec,
 		"gist":            gistSpec,
-		"hubspot":         nil,
+		"hubspot":         hubspotSpec,
 		"keap":            nil,
 		"moosend":         nil,
 		"ontraport":       ontraportSpec,
