@@ -182,7 +182,8 @@ type syncJSON struct {
 // (jobs.NewSyncTask), so enqueueing an already enqueued run is a no-op; a run that another component
 // enqueued (the scheduler) is returned with its own task id. A disconnected connection is 409
 // connection_disconnected. Redis being down is 503 queue_unavailable (the queued run is enqueued by the
-// next call).
+// next call). A run paused for lack of credits is returned as is when its task id is still held by asynq
+// (retention); the scheduler resumes such runs once credits are added.
 func (s *server) sync(w http.ResponseWriter, r *http.Request) {
 	st := stateOf(r.Context())
 	c, _, err := s.connection(r)
