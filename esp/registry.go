@@ -272,7 +272,7 @@ func platforms() []Platform {
 			New: newSendlane},
 		{Slug: "iterable", Name: "Iterable", Fields: []CredentialField{apiKey, {Name: "region", Label: "Region", Optional: true, Default: "us", Enum: []string{"us", "eu"}}}, Connectable: true,
 			Limits: Limits{Rate: 50, Burst: 50}, Capabilities: Capabilities{ChangedSince: true},
-			New: nil},
+			New: newIterable},
 		{Slug: "customerio", Name: "Customer.io", Fields: []CredentialField{key("app_api_key", "App API key"), plain("site_id", "Site ID"), key("track_api_key", "Track API key"), {Name: "region", Label: "Region", Enum: []string{"us", "eu"}}}, Connectable: true,
 			Limits: Limits{Rate: 10, Burst: 10}, Capabilities: Capabilities{},
 			New: nil},

@@ -21,7 +21,7 @@ func fakes() map[string]func() Spec {
 		"moosend":         nil,
 		"ontraport":       ontraportSpec,
 		"sendlane":        sendlaneSpec,
-		"iterable":        nil,
+		"iterable":        iterableSpec,
 		"customerio":      nil,
 	}
 }
