@@ -18,7 +18,7 @@ func fakes() map[string]func() Spec {
 		"gist":            gistSpec,
 		"hubspot":         hubspotSpec,
 		"keap":            nil,
-		"moosend":         nil,
+		"moosend":         moosendSpec,
 		"ontraport":       ontraportSpec,
 		"sendlane":        sendlaneSpec,
 		"iterable":        iterableSpec,
