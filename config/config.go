@@ -146,6 +146,9 @@ type Verify struct {
 	ConnectTimeout     time.Duration `yaml:"connect_timeout"` // SMTP dial + greeting
 	CommandTimeout     time.Duration `yaml:"command_timeout"` // each SMTP command
 	PerHostConcurrency int           `yaml:"per_host_concurrency"`
+	// HostPorts is not configurable: `serve -sandbox` sets it at run time to the loopback world's SMTP port
+	// per exchanger host (verify.Options.HostPorts).
+	HostPorts map[string]int `yaml:"-"`
 }
 
 // Credits configures billing rules.

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -144,9 +145,11 @@ func (sb *Sandbox) EngineOptions() verify.Options {
 // sandboxRate is the client's limit per platform account in sandbox mode without real limits.
 var sandboxRate = esp.Limits{Rate: 1000, Burst: 200}
 
-// Apply points a running config at the sandbox: every faked platform's base-URL override is its fake, the
-// verify section's DNS servers are the world's front, and (without real limits) the client's per-platform
-// limits are lifted. Settings of platforms without a fake are left alone.
+// Apply points a running config at the sandbox: every faked platform's base-URL override is its fake;
+// (without real limits) the client's per-platform limits are lifted; the verify section's DNS servers are
+// the world's front only, its HostPorts the world's SMTP ports and its timeouts loopback-short, so an
+// engine built from the config (verifycli.Options) asks nothing but the world. Settings of platforms
+// without a fake are left alone.
 func (sb *Sandbox) Apply(cfg *config.Config) {
 	if cfg.ESP.Platforms == nil {
 		cfg.ESP.Platforms = map[string]config.Platform{}
@@ -159,7 +162,11 @@ func (sb *Sandbox) Apply(cfg *config.Config) {
 		}
 		cfg.ESP.Platforms[p.Slug] = c
 	}
-	cfg.Verify.DNSServers = append([]string(nil), sb.World.Resolver)
+	v := sb.EngineOptions()
+	cfg.Verify.DNSServers = v.DNSServers
+	cfg.Verify.HostPorts = v.HostPorts
+	cfg.Verify.DNSTimeout = time.Second
+	cfg.Verify.ConnectTimeout, cfg.Verify.CommandTimeout = 2*time.Second, 2*time.Second
 }
 
 // Close stops every fake and the world. Safe to call twice.

@@ -18,6 +18,7 @@ import (
 	"github.com/autofloss/autofloss/policy"
 	"github.com/autofloss/autofloss/sandbox"
 	"github.com/autofloss/autofloss/verify"
+	"github.com/autofloss/autofloss/verify/verifycli"
 )
 
 func start(t *testing.T, contacts int) *sandbox.Sandbox {
@@ -99,7 +100,7 @@ func TestStartFakesAnswerTheirOwnAuth(t *testing.T) {
 
 // TestApplyPointsConfigAtSandbox: base-URL overrides, lifted limits and the world's DNS, nothing else.
 func TestApplyPointsConfigAtSandbox(t *testing.T) {
-	sb := start(t, 10)
+	sb := start(t, 60)
 	cfg := config.Default()
 	cfg.ESP.Platforms["hubspot"] = config.Platform{BaseURL: "https://example.invalid"}
 	sb.Apply(&cfg)
@@ -120,6 +121,40 @@ func TestApplyPointsConfigAtSandbox(t *testing.T) {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
+	}
+
+	// The engine a process builds from this config (config → verifycli.Options → verify.New) asks only the
+	// world: loopback DNS, the world's SMTP ports; a seeded good contact is valid, a bad-domain one is not.
+	o := verifycli.Options(cfg.Verify)
+	for _, s := range o.DNSServers {
+		if !isLoopback(t, s) {
+			t.Fatalf("non-loopback DNS server %s", s)
+		}
+	}
+	if len(o.HostPorts) == 0 {
+		t.Fatal("no SMTP host ports")
+	}
+	e, err := verify.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	f := sb.Platforms[0].Fake
+	found := map[esptest.Kind]bool{}
+	ctx := context.Background()
+	for i := 0; i < f.N(); i++ {
+		c := f.Seeded(i)
+		if (c.Kind != esptest.KindGood && c.Kind != esptest.KindBadDomain) || found[c.Kind] {
+			continue
+		}
+		found[c.Kind] = true
+		r := e.Verify(ctx, verify.Input{Email: c.Email, PlatformStatus: string(c.Status)}, verify.AllChecks)
+		if want := sandbox.ExpectedReason(c.Kind, true); r.Reason != want {
+			t.Fatalf("%s contact: %s, want %s (%+v)", c.Kind, r.Reason, want, r.Evidence)
+		}
+	}
+	if !found[esptest.KindGood] || !found[esptest.KindBadDomain] {
+		t.Fatalf("seed lacks kinds: %v", found)
 	}
 }
 

@@ -36,6 +36,7 @@ func Options(c config.Verify) verify.Options {
 		ConnectTimeout:     c.ConnectTimeout,
 		StepTimeout:        c.CommandTimeout,
 		PerHostConcurrency: c.PerHostConcurrency,
+		HostPorts:          c.HostPorts,
 	}
 }
 
