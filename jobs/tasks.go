@@ -35,6 +35,9 @@ type VerifyContactPayload struct {
 	ConnectionID string `json:"connection_id"`
 	ContactID    string `json:"contact_id"`
 	ListID       string `json:"list_id,omitempty"`
+	// ReceivedAt is when the webhook arrived (unix seconds): where the worker starts looking for the contact
+	// among the platform's recent changes, and part of the idempotency ref of its result.
+	ReceivedAt int64 `json:"received_at,omitempty"`
 }
 
 // Sync-task defaults. A run checkpoints after every page, so a retry resumes where the last one stopped.
@@ -53,11 +56,16 @@ func NewSyncTask(p SyncPayload, queue string) (*asynq.Task, error) {
 	return newSync(p, queue, "sync:"+p.ConnectionID+":"+p.RunID)
 }
 
-// NewScheduledSyncTask builds the task of a scheduled run. Its TaskID is the connection and the start of
-// the scheduling window, so scheduler replicas ticking in the same window enqueue it once.
-func NewScheduledSyncTask(connectionID string, window time.Time) (*asynq.Task, error) {
-	id := fmt.Sprintf("sync:%s:%d", connectionID, window.Unix())
-	return newSync(SyncPayload{ConnectionID: connectionID}, QueueLow, id)
+// NewScheduledSyncTask builds the task of a scheduled run. The scheduler opens (or finds) the run first,
+// so the task names it; its TaskID is the connection, the run and, for a run resumed after a pause or
+// found stale, the scheduling window: scheduler replicas ticking together enqueue it once, and even a
+// duplicate task is harmless (it names the same run, which only one worker at a time can hold).
+func NewScheduledSyncTask(connectionID, runID string, window time.Time, resume bool) (*asynq.Task, error) {
+	id := "sync:" + connectionID + ":" + runID
+	if resume {
+		id = fmt.Sprintf("%s:%d", id, window.Unix())
+	}
+	return newSync(SyncPayload{ConnectionID: connectionID, RunID: runID}, QueueLow, id)
 }
 
 func newSync(p SyncPayload, queue, taskID string) (*asynq.Task, error) {

@@ -1,0 +1,183 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/autofloss/autofloss/store"
+)
+
+// WebhookPlatforms are the platforms whose webhooks announce new subscribers (the hooks package parses
+// them). verify_first connections of every other platform are polled on the shorter verify_first interval.
+var WebhookPlatforms = map[string]bool{"mailchimp": true, "activecampaign": true, "convertkit": true, "mailerlite": true}
+
+// SchedulerConfig are the scheduler's settings (config.Scheduler).
+type SchedulerConfig struct {
+	FlossInterval       time.Duration // auto-floss connections are due this long after their last sync
+	VerifyFirstInterval time.Duration // verify_first connections of platforms without webhooks are polled this often
+	BatchSize           int           // due connections per query (0 = 500)
+	IncrementalLookback time.Duration
+	// StaleAfter: a queued/running run not updated for this long is considered abandoned and its connection
+	// is enqueued again (0 = 1 hour).
+	StaleAfter time.Duration
+	// ResumeWindow is the time window of the TaskID of a resumed run (paused for credits, or stale): one such
+	// task per run and window (0 = VerifyFirstInterval, at least 1 minute).
+	ResumeWindow time.Duration
+	Concurrency  int // connections enqueued at once (0 = 4)
+}
+
+// Scheduler selects due connections and enqueues their floss runs. Several replicas may tick at the same
+// time: the run is opened in the store first (at most one unfinished run per connection, enforced by a
+// unique index), and the task's TaskID is derived from the connection and that run, so replicas that race
+// end up offering the same TaskID and asynq keeps one (asynq.ErrTaskIDConflict is not an error here).
+type Scheduler struct {
+	st  *store.Store
+	enq Enqueuer
+	cfg SchedulerConfig
+	log zerolog.Logger
+	m   *Metrics
+	now func() time.Time
+}
+
+// NewScheduler builds a scheduler. now may be nil (time.Now); m may be nil.
+func NewScheduler(st *store.Store, enq Enqueuer, cfg SchedulerConfig, log zerolog.Logger, m *Metrics, now func() time.Time) *Scheduler {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = time.Hour
+	}
+	if cfg.ResumeWindow <= 0 {
+		cfg.ResumeWindow = max(cfg.VerifyFirstInterval, time.Minute)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Scheduler{st: st, enq: enq, cfg: cfg, log: log, m: m, now: now}
+}
+
+// TickStats count what one tick did.
+type TickStats struct {
+	Due        int // connections the store selected
+	Enqueued   int // tasks newly enqueued
+	Duplicates int // tasks already enqueued (by another replica, the API or an earlier tick)
+	Skipped    int // selected but not due here (verify_first on a webhook platform)
+}
+
+// Tick selects due connections in batches and enqueues a floss:sync for each.
+func (s *Scheduler) Tick(ctx context.Context) error {
+	_, err := s.TickStats(ctx)
+	return err
+}
+
+// TickStats is Tick returning its counts.
+func (s *Scheduler) TickStats(ctx context.Context) (TickStats, error) {
+	now := s.now().UTC()
+	q := store.DueQuery{Now: now, FlossInterval: s.cfg.FlossInterval, VerifyFirstInterval: s.cfg.VerifyFirstInterval,
+		StaleAfter: s.cfg.StaleAfter, Page: store.Page{Limit: s.cfg.BatchSize}}
+	var due, enq, dup, skip atomic.Int64
+	for {
+		cs, next, err := s.st.DueConnections(ctx, q)
+		if err != nil {
+			return TickStats{}, err
+		}
+		due.Add(int64(len(cs)))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(s.cfg.Concurrency)
+		for _, c := range cs {
+			g.Go(func() error {
+				if !s.wanted(gctx, c, now) {
+					skip.Add(1)
+					return nil
+				}
+				fresh, err := EnqueueRun(gctx, s.st, s.enq, c, s.cfg.IncrementalLookback, QueueLow, now, s.m, "scheduler",
+					enqueueOptions{staleAfter: s.cfg.StaleAfter, window: s.cfg.ResumeWindow})
+				if err != nil {
+					s.log.Error().Err(err).Str("connection_id", c.ID).Msg("enqueue floss:sync")
+					return nil // one connection's trouble does not stop the tick
+				}
+				if fresh {
+					enq.Add(1)
+				} else {
+					dup.Add(1)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return TickStats{}, err
+		}
+		if next == "" || ctx.Err() != nil {
+			break
+		}
+		q.Page.Cursor = next
+	}
+	st := TickStats{Due: int(due.Load()), Enqueued: int(enq.Load()), Duplicates: int(dup.Load()), Skipped: int(skip.Load())}
+	s.log.Info().Int("due", st.Due).Int("enqueued", st.Enqueued).Int("duplicates", st.Duplicates).Int("skipped", st.Skipped).Msg("scheduler tick")
+	return st, ctx.Err()
+}
+
+// wanted filters what the store selected: a connection due only for verify_first polling is skipped when
+// its platform sends webhooks (those contacts arrive through floss:verify_contact), unless it holds a run
+// paused for credits.
+func (s *Scheduler) wanted(ctx context.Context, c store.Connection, now time.Time) bool {
+	old := func(iv time.Duration) bool { return c.LastSyncedAt == nil || !c.LastSyncedAt.After(now.Add(-iv)) }
+	if c.AutoFlossEnabled && old(s.cfg.FlossInterval) {
+		return true
+	}
+	if c.VerifyFirst && old(s.cfg.VerifyFirstInterval) && !WebhookPlatforms[c.Type] {
+		return true
+	}
+	run, err := s.st.OpenRun(ctx, c.ID)
+	return err == nil && run.State == store.RunPausedNoCredits
+}
+
+type enqueueOptions struct {
+	staleAfter time.Duration
+	window     time.Duration
+}
+
+// EnqueueRun opens (or finds) the connection's unfinished run and enqueues the floss:sync task naming it.
+// A fresh queued run gets the TaskID "sync:<cnx>:<run>" (the API's manual sync uses the same one); a run
+// paused for credits or stale gets one per run and time window. fresh is false when asynq already had the
+// task (asynq.ErrTaskIDConflict), which is not an error.
+func EnqueueRun(ctx context.Context, st *store.Store, enq Enqueuer, c store.Connection, lookback time.Duration, queue string,
+	now time.Time, m *Metrics, source string, opts ...enqueueOptions) (fresh bool, err error) {
+	o := enqueueOptions{staleAfter: time.Hour, window: 5 * time.Minute}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	nr := NewRunFor(c, lookback)
+	run, created, err := st.OpenOrCreateRun(ctx, nr)
+	if err != nil {
+		return false, err
+	}
+	resume := !created && (run.State == store.RunPausedNoCredits || now.Sub(run.UpdatedAt) > o.staleAfter)
+	if !created && !resume && run.State == store.RunRunning {
+		m.enqueue(source, "duplicate")
+		return false, nil // a live run is in progress
+	}
+	task, err := NewScheduledSyncTask(c.ID, run.ID, now.Truncate(o.window), resume)
+	if err != nil {
+		return false, err
+	}
+	_, err = enq.EnqueueContext(ctx, task, asynq.Queue(queue))
+	switch {
+	case err == nil:
+		m.enqueue(source, "enqueued")
+		return true, nil
+	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
+		m.enqueue(source, "duplicate")
+		return false, nil
+	}
+	return false, err
+}
