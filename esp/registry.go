@@ -275,7 +275,7 @@ func platforms() []Platform {
 			New: newIterable},
 		{Slug: "customerio", Name: "Customer.io", Fields: []CredentialField{key("app_api_key", "App API key"), plain("site_id", "Site ID"), key("track_api_key", "Track API key"), {Name: "region", Label: "Region", Enum: []string{"us", "eu"}}}, Connectable: true,
 			Limits: Limits{Rate: 10, Burst: 10}, Capabilities: Capabilities{},
-			New: nil},
+			New: newCustomerio},
 	}
 }
 

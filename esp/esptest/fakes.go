@@ -22,7 +22,7 @@ func fakes() map[string]func() Spec {
 		"ontraport":       ontraportSpec,
 		"sendlane":        sendlaneSpec,
 		"iterable":        iterableSpec,
-		"customerio":      nil,
+		"customerio":      customerioSpec,
 	}
 }
 
