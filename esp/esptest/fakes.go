@@ -9,7 +9,7 @@ func fakes() map[string]func() Spec {
 		"mailchimp":       mailchimpSpec,
 		"brevo":           brevoSpec,
 		"activecampaign":  activecampaignSpec,
-		"convertkit":      nil,
+		"convertkit":      convertkitSpec,
 		"mailerlite":      mailerliteSpec,
 		"getresponse":     getresponseSpec,
 		"campaignmonitor": campaignmonitorSpec,
