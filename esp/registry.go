@@ -260,7 +260,7 @@ func platforms() []Platform {
 			New: newHubSpot},
 		{Slug: "keap", Name: "Keap (Infusionsoft)", Fields: []CredentialField{key("api_key", "Personal access token or service account key")}, Connectable: true,
 			Limits: Limits{Rate: 3.8, Burst: 10}, Capabilities: Capabilities{ChangedSince: true, Tags: true},
-			New: nil},
+			New: newKeap},
 		{Slug: "moosend", Name: "Moosend", Fields: []CredentialField{apiKey}, Connectable: true,
 			Limits: Limits{Rate: 5, Burst: 5}, Capabilities: Capabilities{},
 			New: newMoosend},

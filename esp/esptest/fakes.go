@@ -17,7 +17,7 @@ func fakes() map[string]func() Spec {
 		"drip":            dripSpec,
 		"gist":            gistSpec,
 		"hubspot":         hubspotSpec,
-		"keap":            nil,
+		"keap":            keapSpec,
 		"moosend":         moosendSpec,
 		"ontraport":       ontraportSpec,
 		"sendlane":        sendlaneSpec,
