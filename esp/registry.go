@@ -248,7 +248,7 @@ func platforms() []Platform {
 			New: newCampaignmonitor},
 		{Slug: "constantcontact", Name: "Constant Contact", Fields: []CredentialField{key("access_token", "Access token"), key("refresh_token", "Refresh token")}, Connectable: false,
 			Limits: Limits{Rate: 4, Burst: 4}, Capabilities: Capabilities{ChangedSince: true},
-			New: nil},
+			New: newConstantContact},
 		{Slug: "drip", Name: "Drip", Fields: []CredentialField{apiKey, plain("account_id", "Account ID")}, Connectable: true,
 			Limits: Limits{Rate: 0.99, Burst: 10}, Capabilities: Capabilities{TotalKnown: true},
 			New: newDrip},

@@ -13,7 +13,7 @@ func fakes() map[string]func() Spec {
 		"mailerlite":      mailerliteSpec,
 		"getresponse":     getresponseSpec,
 		"campaignmonitor": campaignmonitorSpec,
-		"constantcontact": nil,
+		"constantcontact": constantcontactSpec,
 		"drip":            dripSpec,
 		"gist":            gistSpec,
 		"hubspot":         hubspotSpec,
