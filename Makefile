@@ -4,10 +4,12 @@ GO ?= go
 .PHONY: run test services build vet ci clean
 
 ## run: start the service (api + worker + scheduler) on the embedded defaults: SQLite under ./var,
-## Redis on 127.0.0.1:6379 — started under ./var/redis if nothing answers there.
+## Redis on 127.0.0.1:6379 — started under ./var/redis if nothing answers there — in SANDBOX mode:
+## loopback fakes of the platforms, a loopback DNS+SMTP world, a demo account whose API key is printed
+## with ready-to-paste curl lines. Nothing reaches the internet. (Without the sandbox: `autofloss serve`.)
 run:
 	@mkdir -p var
-	$(GO) run ./cmd/autofloss serve -local-redis
+	$(GO) run ./cmd/autofloss serve -local-redis -sandbox
 
 ## test: the whole suite with the race detector. Redis and PostgreSQL are brought up first
 ## (installed with apt when missing) by .ci/services.

@@ -14,9 +14,10 @@ import (
 // runServe runs the api server, the asynq worker and the scheduler cron in one process (small installs
 // and `make run`) until SIGINT/SIGTERM. Later issues plug in the API handler, the task handlers and the
 // enqueueing tick.
-func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs, cfg := flags("serve", stderr)
 	localRedis := fs.Bool("local-redis", false, "start a redis-server under ./var/redis when nothing answers on a loopback redis.url")
+	sandboxOn := fs.Bool("sandbox", false, "run against loopback platform fakes and a loopback mail world, with a demo account (see demo.go)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -25,6 +26,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		return err
 	}
 	defer a.Close()
+	stopSandbox, err := startSandbox(ctx, a, *sandboxOn, stdout)
+	if err != nil {
+		return err
+	}
+	defer stopSandbox()
 	h, closeAPI, err := api.FromApp(a)
 	if err != nil {
 		return err
