@@ -47,6 +47,10 @@ import (
 //     fails the run and is not retried. Throttling, 5xx and timeouts return a RetryableError so asynq
 //     retries from the checkpoint after the platform's retry-after when known; those retries never mark
 //     the run failed — only the last allowed attempt does (see the handler).
+//   - Reuse: a contact whose address has a result younger than the re-verify window (or already in this
+//     run) reuses it at no cost. Its write-back is not repeated when the reused result already records the
+//     same action on the same contact and list; the new result still records that action (the contact
+//     carries the write-back), so written_back counts failed contacts whose write-back is in place.
 type Runner struct {
 	d Deps
 }
