@@ -28,11 +28,13 @@ const CCDailyQuota = 10000
 
 func constantcontactSpec() Spec {
 	return Spec{
-		Slug:      "constantcontact",
-		Limits:    esp.Limits{Rate: 4, Burst: 4},
-		PerList:   false,
-		ContactID: func(c SeedContact) string { return fmt.Sprintf("%08x-%04x-4%03x-8000-%012x", mix64(uint64(c.Index))>>32, c.Index>>16&0xffff, c.Index>>4&0xfff, c.Index) },
-		ListID:    func(l int) string { return fmt.Sprintf("%08x-0000-4000-9000-%012d", l+1, l+1) },
+		Slug:    "constantcontact",
+		Limits:  esp.Limits{Rate: 4, Burst: 4},
+		PerList: false,
+		ContactID: func(c SeedContact) string {
+			return fmt.Sprintf("%08x-%04x-4%03x-8000-%012x", mix64(uint64(c.Index))>>32, c.Index>>16&0xffff, c.Index>>4&0xfff, c.Index)
+		},
+		ListID: func(l int) string { return fmt.Sprintf("%08x-0000-4000-9000-%012d", l+1, l+1) },
 		Credentials: func(f *Fake, good bool) map[string]string {
 			if good {
 				return map[string]string{"access_token": f.Secret(), "refresh_token": "rt-" + f.Secret()}
@@ -46,8 +48,10 @@ func constantcontactSpec() Spec {
 		Throttle: func(w http.ResponseWriter, _ time.Duration) {
 			ccError(w, 429, "throttled", "Too many requests. Please try again later.")
 		},
-		ServerError: func(w http.ResponseWriter) { ccError(w, 500, "server_error", "There was a problem with our internal service.") },
-		Routes:      constantcontactRoutes,
+		ServerError: func(w http.ResponseWriter) {
+			ccError(w, 500, "server_error", "There was a problem with our internal service.")
+		},
+		Routes: constantcontactRoutes,
 		Status: func(s esp.Status) esp.Status {
 			if s == esp.StatusBounced || s == esp.StatusComplained {
 				return esp.StatusUnsubscribed
