@@ -6,6 +6,8 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,5 +279,22 @@ func TestCloseStopsEverything(t *testing.T) {
 	m.SetQuestion("good.test.", dns.TypeMX)
 	if _, _, err := (&dns.Client{Timeout: 300 * time.Millisecond}).Exchange(m, resolver); err == nil {
 		t.Fatal("resolver still answers")
+	}
+}
+
+// TestREADMEQuickStart: the README's quick start uses the klaviyo fake's real (deterministic) key.
+func TestREADMEQuickStart(t *testing.T) {
+	sb := start(t, 1)
+	p, ok := sb.Platform("klaviyo")
+	if !ok {
+		t.Fatal("no klaviyo fake")
+	}
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"credentials":{"api_key":"` + p.Credentials["api_key"] + `"}`
+	if !strings.Contains(string(b), want) {
+		t.Fatalf("README.md quick start lacks %s", want)
 	}
 }
