@@ -15,6 +15,7 @@ package sandbox
 import (
 	"fmt"
 	"hash/fnv"
+	"net"
 	"sort"
 	"time"
 
@@ -56,6 +57,7 @@ type Sandbox struct {
 
 	engine     verify.Options
 	realLimits bool
+	nowhere    string // base URL for platforms without a fake: a closed loopback port
 }
 
 // Slugs returns every platform slug that has a fake, in the esp registry's display order.
@@ -113,6 +115,12 @@ func Start(o Options) (*Sandbox, error) {
 			Connectable: p.New != nil && p.Connectable, Fake: f,
 		})
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	sb.nowhere = "http://" + ln.Addr().String()
+	_ = ln.Close()
 	o.Logger.Info().Int("platforms", len(sb.Platforms)).Int("contacts_per_platform", o.Contacts).
 		Str("dns", w.Resolver).Msg("sandbox started: platform fakes and the mail world on loopback")
 	ok = true
@@ -148,8 +156,9 @@ var sandboxRate = esp.Limits{Rate: 1000, Burst: 200}
 // Apply points a running config at the sandbox: every faked platform's base-URL override is its fake;
 // (without real limits) the client's per-platform limits are lifted; the verify section's DNS servers are
 // the world's front only, its HostPorts the world's SMTP ports and its timeouts loopback-short, so an
-// engine built from the config (verifycli.Options) asks nothing but the world. Settings of platforms
-// without a fake are left alone.
+// engine built from the config (verifycli.Options) asks nothing but the world. A platform without a fake
+// gets a closed loopback port as its base URL: connecting it fails as unavailable instead of reaching the
+// real platform.
 func (sb *Sandbox) Apply(cfg *config.Config) {
 	if cfg.ESP.Platforms == nil {
 		cfg.ESP.Platforms = map[string]config.Platform{}
@@ -161,6 +170,13 @@ func (sb *Sandbox) Apply(cfg *config.Config) {
 			c.RatePerSecond, c.Burst = sandboxRate.Rate, sandboxRate.Burst
 		}
 		cfg.ESP.Platforms[p.Slug] = c
+	}
+	for _, slug := range config.Platforms {
+		if _, faked := sb.Platform(slug); !faked {
+			c := cfg.ESP.Platforms[slug]
+			c.BaseURL = sb.nowhere
+			cfg.ESP.Platforms[slug] = c
+		}
 	}
 	v := sb.EngineOptions()
 	cfg.Verify.DNSServers = v.DNSServers
