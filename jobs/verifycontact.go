@@ -72,7 +72,7 @@ func (r *Runner) VerifyContact(ctx context.Context, p VerifyContactPayload, task
 	if cnx.Status != store.StatusActive {
 		return store.Result{}, OutcomeDisconnected, nil
 	}
-	if !set.VerifyFirst {
+	if !cnx.VerifyFirst { // the store's mirror of settings.verify_first
 		return store.Result{}, OutcomeNothing, nil
 	}
 	log := d.Log.With().Str("connection_id", cnx.ID).Str("contact_id", p.ContactID).Logger()
@@ -160,6 +160,11 @@ func (r *Runner) VerifyContact(ctx context.Context, p VerifyContactPayload, task
 		it.action = set.OnFailure
 		if it.action == OnFailureUpdateFields && f.caps.Tags {
 			it.action = "tag"
+		}
+	}
+	if it.action == OnFailureUpdateFields {
+		if err := ad.EnsureFields(ctx); err != nil {
+			return fail(err)
 		}
 	}
 	if err := f.writeBack(ctx, []*item{it}); err != nil {
