@@ -28,9 +28,11 @@ import (
 // A search answers at most 10,000 results (asking past that is a 400), so the adapter re-windows: before
 // `after` would reach 10,000 it starts a new search from the last lastmodifieddate seen (GTE). Contacts
 // already read at exactly that millisecond (the trailing run, carried in the cursor) are skipped in the new
-// window, so nobody comes twice. If a whole window shares one millisecond (an import touching 10,000+
-// contacts at once) the timestamp cannot advance; the adapter then finishes that millisecond with an id
-// keyset (lastmodifieddate EQ t, hs_object_id GT last, sorted by hs_object_id) and continues with GT t.
+// window, so nobody comes twice. So that cursor stays small, and so a window never stalls when more than
+// 10,000 contacts share one millisecond (an import), a run of more than 200 contacts at one millisecond is
+// not followed in the window: the adapter stops there and finishes that millisecond with an id keyset
+// (lastmodifieddate EQ t, hs_object_id GT last, sorted by hs_object_id, skipping the ≤ 200 already
+// returned), then continues with lastmodifieddate GT t.
 // Searches have their own lower limit (about 4–5/s), so the adapter paces them at 4/s on top of the
 // account limiter (per adapter; a search throttle from concurrent adapters is retried like any 429), unless
 // the client's limits for hubspot are unlimited.
@@ -53,6 +55,7 @@ const (
 	hubspotListsMax  = 250
 	hubspotSearchCap = 10000 // results one search can return
 	hubspotCursor    = "h1:"
+	hubspotRunMax    = 200 // contacts of one millisecond a window returns before finishing it by id
 	hubspotProps     = "email,lastmodifieddate,hs_email_optout,hs_email_hard_bounce_reason_enum"
 )
 
@@ -325,12 +328,20 @@ func (s *hubspot) Contacts(ctx context.Context, cursor Cursor, since time.Time) 
 	}
 	run := append([]string(nil), c.RI...)
 	rt := c.RT
+	held := false // window mode: stopped at a millisecond with too many contacts to carry their ids
 	next, err := s.page(ctx, http.MethodPost, s.base+"/crm/v3/objects/contacts/search", body, func(o hsObject) {
 		ct, ms := o.contact()
+		if held {
+			return
+		}
 		if c.M == "i" {
 			lastID = o.ID
 		}
 		if ms == c.T && skip[o.ID] {
+			return
+		}
+		if c.M == "w" && ms == rt && len(run) >= hubspotRunMax {
+			held = true
 			return
 		}
 		out.Contacts = append(out.Contacts, ct)
@@ -347,6 +358,9 @@ func (s *hubspot) Contacts(ctx context.Context, cursor Cursor, since time.Time) 
 	}
 	after, _ := strconv.Atoi(next)
 	switch {
+	case held:
+		// Finish the crowded millisecond by id, skipping the run already returned; then continue after it.
+		out.Next = hsCur{M: "i", T: rt, X: run, I: "0"}.encode()
 	case c.M == "w" && next == "":
 		// done
 	case c.M == "w" && after+s.size <= hubspotSearchCap && after < hubspotSearchCap:
