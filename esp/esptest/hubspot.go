@@ -91,6 +91,13 @@ func hubspotSpec() Spec {
 var hsDefaultProps = []string{"email", "firstname", "lastname", "createdate", "lastmodifieddate", "hs_object_id",
 	"hs_email_optout", "hs_email_hard_bounce_reason_enum", "lifecyclestage"}
 
+// hsHit is one search match: seeded index, lastmodifieddate (ms) and object id.
+type hsHit struct {
+	idx int
+	ms  int64
+	id  int64
+}
+
 // hsID is the HubSpot object id of seeded contact i (numeric, ascending with i).
 func hsID(i int) int64 { return 1001 + int64(i) }
 
@@ -149,6 +156,12 @@ func hubspotRoutes(f *Fake, mux *http.ServeMux) {
 	props := map[string]bool{}
 	for _, p := range hsDefaultProps {
 		props[p] = true
+	}
+	var cache struct {
+		mu   sync.Mutex
+		key  string
+		ver  int64
+		hits []hsHit
 	}
 	var search *rate.Limiter
 	if f.limits.Rate > 0 {
@@ -325,12 +338,7 @@ func hubspotRoutes(f *Fake, mux *http.ServeMux) {
 			}
 		}
 		// Match and sort on (index, millisecond, id) only; records are built for the answered page alone.
-		type hit struct {
-			idx int
-			ms  int64
-			id  int64
-		}
-		value := func(h hit, prop string) int64 {
+		value := func(h hsHit, prop string) int64 {
 			switch prop {
 			case "hs_object_id":
 				return h.id
@@ -339,7 +347,7 @@ func hubspotRoutes(f *Fake, mux *http.ServeMux) {
 			}
 			return h.ms
 		}
-		match := func(h hit) bool {
+		match := func(h hsHit) bool {
 			if len(body.FilterGroups) == 0 {
 				return true
 			}
@@ -367,24 +375,38 @@ func hubspotRoutes(f *Fake, mux *http.ServeMux) {
 			}
 			return false
 		}
-		var hits []hit
-		for _, k := range f.Changed(-1, time.Time{}, true) {
-			h := hit{idx: k.Index, ms: k.Updated.UnixMilli(), id: hsID(k.Index)}
-			if match(h) {
-				hits = append(hits, h)
+		// The matching set is computed once per query and reused for its following pages until the store
+		// changes (a write or a Touch), as a live search index would answer.
+		qkey, _ := json.Marshal([]any{body.FilterGroups, body.Sorts})
+		f.mu.RLock()
+		ver := f.writes.fields.Load() + f.writes.tags.Load() + f.writes.unsubs.Load() + f.writes.deletes.Load() + int64(f.touches)
+		f.mu.RUnlock()
+		cache.mu.Lock()
+		hits, ok := cache.hits, cache.key == string(qkey) && cache.ver == ver
+		cache.mu.Unlock()
+		if !ok {
+			hits = nil
+			for _, k := range f.Changed(-1, time.Time{}, true) {
+				h := hsHit{idx: k.Index, ms: k.Updated.UnixMilli(), id: hsID(k.Index)}
+				if match(h) {
+					hits = append(hits, h)
+				}
 			}
-		}
-		sortProp, desc := "hs_object_id", false
-		if len(body.Sorts) == 1 {
-			sortProp, desc = body.Sorts[0].PropertyName, body.Sorts[0].Direction == "DESCENDING"
-		}
-		sort.SliceStable(hits, func(a, b int) bool {
-			va, vb := value(hits[a], sortProp), value(hits[b], sortProp)
-			if va != vb {
-				return (va < vb) != desc
+			sortProp, desc := "hs_object_id", false
+			if len(body.Sorts) == 1 {
+				sortProp, desc = body.Sorts[0].PropertyName, body.Sorts[0].Direction == "DESCENDING"
 			}
-			return hits[a].id < hits[b].id
-		})
+			sort.SliceStable(hits, func(a, b int) bool {
+				va, vb := value(hits[a], sortProp), value(hits[b], sortProp)
+				if va != vb {
+					return (va < vb) != desc
+				}
+				return hits[a].id < hits[b].id
+			})
+			cache.mu.Lock()
+			cache.key, cache.ver, cache.hits = string(qkey), ver, hits
+			cache.mu.Unlock()
+		}
 		total := len(hits)
 		end := min(after+n, total, 10000)
 		results := []any{}
