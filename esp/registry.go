@@ -198,7 +198,11 @@ func (r *Registry) Open(slug string, creds map[string]string, c *Client, o Optio
 	if err != nil {
 		return nil, err
 	}
-	return p.New(Config{Credentials: v, BaseURL: override, Client: c, Options: o, Platform: p})
+	a, err := p.New(Config{Credentials: v, BaseURL: override, Client: c, Options: o, Platform: p})
+	if err != nil {
+		return nil, err
+	}
+	return checked{Adapter: a, slug: slug}, nil
 }
 
 func contains(l []string, s string) bool {
