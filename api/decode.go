@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -44,6 +45,35 @@ func decodeStrict(body []byte, dst any, prefix string) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return invalid("invalid_json", "", "the request body has data after the JSON object")
+	}
+	return exactFields(body, dst, prefix)
+}
+
+// exactFields refuses a member that names a field of dst only case-insensitively ("Keyword" for
+// "keyword"), which encoding/json would otherwise take for the field: field names are exact, as in the
+// PATCH and connect bodies. Found by FuzzRuleBody.
+func exactFields(body []byte, dst any, prefix string) error {
+	t := reflect.TypeOf(dst)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	names := map[string]bool{}
+	for i := 0; i < t.Elem().NumField(); i++ {
+		f := t.Elem().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		return nil // not an object: the decoder above has already said so
+	}
+	for _, k := range sortedKeys(members) {
+		if !names[k] {
+			return invalid("unknown_field", prefix+k, prefix+k+" is not a field of this request")
+		}
 	}
 	return nil
 }
