@@ -109,6 +109,9 @@ type Worker struct {
 	Concurrency     int           `yaml:"concurrency"`
 	Queues          QueueWeights  `yaml:"queues"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MetricsListen is where a standalone worker (cmd/worker) serves /metrics, /healthz and /readyz;
+	// "" disables it. `autofloss serve` exposes the pipeline's metrics on the API's /metrics instead.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // QueueWeights are asynq's weighted-priority weights.
@@ -191,7 +194,7 @@ func Default() Config {
 		},
 		Worker: Worker{
 			Concurrency: 10, Queues: QueueWeights{Critical: 6, Default: 3, Low: 1},
-			ShutdownTimeout: 30 * time.Second,
+			ShutdownTimeout: 30 * time.Second, MetricsListen: ":9091",
 		},
 		ESP: ESP{
 			Timeout: 30 * time.Second, MaxRetries: 5,

@@ -89,8 +89,8 @@ func TestWebhookVerifiesNewSubscriber(t *testing.T) {
 	defer client.Close()
 	log := zerolog.New(io.Discard)
 	runner, err := jobs.NewRunner(jobs.Deps{Store: st, Registry: esp.Platforms(), Engine: eng, Log: log, Enqueuer: client,
-		Client: esp.NewClient(esp.ClientOptions{Limits: map[string]esp.Limits{"mailchimp": {}}}),
-		ESP:    esp.Options{BaseURLs: map[string]string{"mailchimp": fake.URL()}},
+		Client:   esp.NewClient(esp.ClientOptions{Limits: map[string]esp.Limits{"mailchimp": {}}}),
+		ESP:      esp.Options{BaseURLs: map[string]string{"mailchimp": fake.URL()}},
 		Settings: jobs.Settings{IncrementalLookback: time.Minute, ReverifyWindow: 30 * 24 * time.Hour}})
 	if err != nil {
 		t.Fatal(err)

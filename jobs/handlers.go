@@ -51,7 +51,14 @@ func ServerConfig(concurrency int, critical, def, low int, shutdown time.Duratio
 		Queues:          map[string]int{QueueCritical: critical, QueueDefault: def, QueueLow: low},
 		ShutdownTimeout: shutdown,
 		RetryDelayFunc:  RetryDelay,
+		IsFailure:       IsFailure,
 	}
+}
+
+// IsFailure is the asynq IsFailure rule: a run stopped for a graceful shutdown or waiting for a lease is
+// retried without counting as a failed attempt (so shutdowns and crashes never use up a run's retries).
+func IsFailure(err error) bool {
+	return !errors.Is(err, ErrStopping) && !errors.Is(err, ErrLeaseBusy) && !errors.Is(err, ErrLeaseLost)
 }
 
 // RetryDelay is the asynq RetryDelayFunc: the wait a RetryableError names (the platform's retry-after, a

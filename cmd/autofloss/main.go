@@ -36,6 +36,7 @@ func commands() []command {
 		{"credits show", "--account ID: show the balance and recent ledger", runCreditsShow},
 		{"secrets rotate", "re-seal every stored credential with the active key", runSecretsRotate},
 		{"secrets generate", "print a new random base64 key for secrets.keys", runSecretsGenerate},
+		{"sync", "[-no-progress] <connection_id>: run one floss now in the foreground (progress bar, then a summary)", runSync},
 		{"serve", "[-local-redis] [-sandbox]: run the api, worker and scheduler in one process", runServe},
 		{"demo", "serve with a local Redis and the sandbox (loopback fakes, mail world, demo API key): the quick start", runDemo},
 		{"verify", "[-mode normal|aggressive] [-no-smtp] <address>… | -: verify addresses, one JSON line each", runVerify},

@@ -4,10 +4,8 @@ import (
 	"context"
 	"io"
 
-	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/autofloss/autofloss/api"
 	"github.com/autofloss/autofloss/internal/app"
 )
 
@@ -31,14 +29,23 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return err
 	}
 	defer stopSandbox()
-	h, closeAPI, err := api.FromApp(a)
+	p, err := a.NewPipeline(nil)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	h, closeAPI, err := serveHandler(a, p)
 	if err != nil {
 		return err
 	}
 	defer closeAPI()
+	sched, err := a.Scheduler(p)
+	if err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.ServeHTTP(ctx, h, nil) })
-	g.Go(func() error { return a.RunWorker(ctx, asynq.NewServeMux()) })
-	g.Go(func() error { return a.RunScheduler(ctx, a.CountDue) })
+	g.Go(func() error { return a.RunPipelineWorker(ctx, p) })
+	g.Go(func() error { return a.RunScheduler(ctx, sched.Tick) })
 	return g.Wait()
 }

@@ -1,4 +1,5 @@
-// Command scheduler ticks on scheduler.tick and handles due connections until SIGINT/SIGTERM.
+// Command scheduler ticks on scheduler.tick and enqueues a floss:sync for every due connection until
+// SIGINT/SIGTERM; several replicas may run (they never enqueue a connection twice).
 package main
 
 import (
@@ -30,8 +31,18 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer a.Close()
-	// The pipeline issue replaces CountDue with the tick that enqueues floss:sync for due connections.
-	if err := a.RunScheduler(ctx, a.CountDue); err != nil {
+	p, err := a.NewPipeline(nil)
+	if err != nil {
+		a.Log.Error().Err(err).Msg("scheduler: pipeline")
+		return 1
+	}
+	defer p.Close()
+	sched, err := a.Scheduler(p)
+	if err != nil {
+		a.Log.Error().Err(err).Msg("scheduler failed")
+		return 1
+	}
+	if err := a.RunScheduler(ctx, sched.Tick); err != nil {
 		a.Log.Error().Err(err).Msg("scheduler failed")
 		return 1
 	}

@@ -1,5 +1,6 @@
-// Command worker runs the asynq server that executes floss tasks until SIGINT/SIGTERM, then finishes or
-// checkpoints the tasks in hand within worker.shutdown_timeout.
+// Command worker runs the asynq server that executes floss tasks (floss:sync, floss:verify_contact) until
+// SIGINT/SIGTERM, then commits the page in hand of each run and stops within worker.shutdown_timeout; it
+// serves /metrics, /healthz and /readyz on worker.metrics_listen.
 package main
 
 import (
@@ -11,7 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/autofloss/autofloss/internal/app"
 )
@@ -33,8 +34,16 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer a.Close()
-	mux := asynq.NewServeMux() // task handlers are registered here by the pipeline issue (jobs)
-	if err := a.RunWorker(ctx, mux); err != nil {
+	p, err := a.NewPipeline(nil)
+	if err != nil {
+		a.Log.Error().Err(err).Msg("worker: pipeline")
+		return 1
+	}
+	defer p.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.ServeMetrics(gctx, p) })
+	g.Go(func() error { return a.RunPipelineWorker(gctx, p) })
+	if err := g.Wait(); err != nil {
 		a.Log.Error().Err(err).Msg("worker failed")
 		return 1
 	}

@@ -87,17 +87,22 @@ const (
 )
 
 // RunWorker runs an asynq server with the configured concurrency and queue weights, serving h, until ctx
-// ends; then it stops taking tasks and waits up to worker.shutdown_timeout for the ones in hand.
-func (a *App) RunWorker(ctx context.Context, h asynq.Handler) error {
+// ends; then it stops taking tasks and waits up to worker.shutdown_timeout for the ones in hand. opts
+// adjust the asynq config before the server starts (the pipeline sets its retry delay and failure rule).
+func (a *App) RunWorker(ctx context.Context, h asynq.Handler, opts ...func(*asynq.Config)) error {
 	w := a.Config.Worker
-	srv := asynq.NewServer(a.RedisOpt, asynq.Config{
+	cfg := asynq.Config{
 		Concurrency:     w.Concurrency,
 		Queues:          map[string]int{QueueCritical: w.Queues.Critical, QueueDefault: w.Queues.Default, QueueLow: w.Queues.Low},
 		ShutdownTimeout: w.ShutdownTimeout,
 		Logger:          asynqLogger{a.Log},
 		LogLevel:        asynq.WarnLevel,
 		BaseContext:     func() context.Context { return context.WithoutCancel(ctx) },
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := asynq.NewServer(a.RedisOpt, cfg)
 	if err := srv.Start(h); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
