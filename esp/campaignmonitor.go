@@ -65,7 +65,7 @@ type campaignmonitor struct {
 	caps   Capabilities
 
 	mu     sync.Mutex
-	lists  []List
+	lists  listCache
 	fields map[string]bool // list id + "\x00" + key of custom fields known to exist
 }
 
@@ -104,20 +104,7 @@ func (m *campaignmonitor) Lists(ctx context.Context) ([]List, error) {
 	for _, l := range ls {
 		out = append(out, List{ID: l.ListID, Name: l.Name})
 	}
-	m.mu.Lock()
-	m.lists = out
-	m.mu.Unlock()
-	return out, nil
-}
-
-func (m *campaignmonitor) cachedLists(ctx context.Context) ([]List, error) {
-	m.mu.Lock()
-	l := m.lists
-	m.mu.Unlock()
-	if l != nil {
-		return l, nil
-	}
-	return m.Lists(ctx)
+	return m.lists.remember(out), nil
 }
 
 // cmCursor: list (index and id), state segment index, page number (1-based).
@@ -151,7 +138,7 @@ func parseCMCursor(s string) (cmCursor, error) {
 }
 
 func (m *campaignmonitor) Contacts(ctx context.Context, cursor Cursor, _ time.Time) (Page, error) {
-	lists, err := m.cachedLists(ctx)
+	lists, err := m.lists.get(ctx, m.Lists)
 	if err != nil {
 		return Page{}, err
 	}

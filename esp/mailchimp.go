@@ -75,7 +75,7 @@ type mailchimp struct {
 	caps Capabilities
 
 	mu       sync.Mutex
-	lists    []List
+	lists    listCache
 	archived map[string]int // per audience: members this adapter archived since its last page there
 }
 
@@ -129,20 +129,7 @@ func (m *mailchimp) Lists(ctx context.Context) ([]List, error) {
 			break
 		}
 	}
-	m.mu.Lock()
-	m.lists = out
-	m.mu.Unlock()
-	return out, nil
-}
-
-func (m *mailchimp) cachedLists(ctx context.Context) ([]List, error) {
-	m.mu.Lock()
-	l := m.lists
-	m.mu.Unlock()
-	if l != nil {
-		return l, nil
-	}
-	return m.Lists(ctx)
+	return m.lists.remember(out), nil
 }
 
 // mcCursor is the decoded resume point.
@@ -193,7 +180,7 @@ func mcStatus(s string) Status {
 }
 
 func (m *mailchimp) Contacts(ctx context.Context, cursor Cursor, since time.Time) (Page, error) {
-	lists, err := m.cachedLists(ctx)
+	lists, err := m.lists.get(ctx, m.Lists)
 	if err != nil {
 		return Page{}, err
 	}

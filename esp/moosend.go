@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -61,8 +60,7 @@ type moosend struct {
 	size int
 	caps Capabilities
 
-	mu    sync.Mutex
-	lists []List
+	lists listCache
 }
 
 func newMoosend(cfg Config) (Adapter, error) {
@@ -160,24 +158,11 @@ func (m *moosend) Lists(ctx context.Context) ([]List, error) {
 			break
 		}
 	}
-	m.mu.Lock()
-	m.lists = out
-	m.mu.Unlock()
-	return out, nil
-}
-
-func (m *moosend) cachedLists(ctx context.Context) ([]List, error) {
-	m.mu.Lock()
-	l := m.lists
-	m.mu.Unlock()
-	if l != nil {
-		return l, nil
-	}
-	return m.Lists(ctx)
+	return m.lists.remember(out), nil
 }
 
 func (m *moosend) Contacts(ctx context.Context, cursor Cursor, _ time.Time) (Page, error) {
-	lists, err := m.cachedLists(ctx)
+	lists, err := m.lists.get(ctx, m.Lists)
 	if err != nil {
 		return Page{}, err
 	}

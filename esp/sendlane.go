@@ -49,7 +49,7 @@ type sendlane struct {
 	caps Capabilities
 
 	mu      sync.Mutex
-	lists   []List
+	lists   listCache
 	tags    map[string]int64
 	deleted int // contacts deleted since the last page was read
 }
@@ -117,20 +117,7 @@ func (s *sendlane) Lists(ctx context.Context) ([]List, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.lists = out
-	s.mu.Unlock()
-	return out, nil
-}
-
-func (s *sendlane) cachedLists(ctx context.Context) ([]List, error) {
-	s.mu.Lock()
-	l := s.lists
-	s.mu.Unlock()
-	if l != nil {
-		return l, nil
-	}
-	return s.Lists(ctx)
+	return s.lists.remember(out), nil
 }
 
 type slCursor struct {
@@ -181,7 +168,7 @@ func sendlaneStatus(s string) Status {
 
 // Contacts reads one page of one list; since is ignored (no changed-since filter: full rescan).
 func (s *sendlane) Contacts(ctx context.Context, cursor Cursor, _ time.Time) (Page, error) {
-	lists, err := s.cachedLists(ctx)
+	lists, err := s.lists.get(ctx, s.Lists)
 	if err != nil {
 		return Page{}, err
 	}
