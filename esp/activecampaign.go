@@ -38,8 +38,10 @@ import (
 
 const (
 	acPageMax = 100
-	acCursor  = "a1:"
 )
+
+// acCursors are this adapter's cursors: "a1:…" (see cursorCodec).
+var acCursors = cursorCodec{platform: "activecampaign", prefix: "a1:"}
 
 type activeCampaign struct {
 	base string // …/api/3
@@ -137,21 +139,15 @@ type acCur struct {
 	seen  int
 }
 
-func (c acCur) String() string { return fmt.Sprintf("%s%d:%d:%d", acCursor, c.after, c.since, c.seen) }
+func (c acCur) String() string { return acCursors.encode(c.after, c.since, c.seen) }
 
 func parseACCursor(s string) (acCur, error) {
-	rest, ok := strings.CutPrefix(s, acCursor)
-	p := strings.Split(rest, ":")
-	if !ok || len(p) != 3 {
-		return acCur{}, errors.New("esp: activecampaign: foreign cursor")
-	}
 	var c acCur
-	var e1, e2, e3 error
-	c.after, e1 = strconv.ParseInt(p[0], 10, 64)
-	c.since, e2 = strconv.ParseInt(p[1], 10, 64)
-	c.seen, e3 = strconv.Atoi(p[2])
-	if e1 != nil || e2 != nil || e3 != nil || c.after < 0 || c.since < 0 || c.seen < 0 {
-		return acCur{}, errors.New("esp: activecampaign: malformed cursor")
+	if err := acCursors.decode(s, &c.after, &c.since, &c.seen); err != nil {
+		return acCur{}, err
+	}
+	if c.after < 0 || c.since < 0 || c.seen < 0 {
+		return acCur{}, acCursors.malformed()
 	}
 	return c, nil
 }

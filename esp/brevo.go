@@ -37,9 +37,11 @@ const (
 	brevoBase      = "https://api.brevo.com/v3"
 	brevoPageMax   = 1000
 	brevoListsMax  = 50
-	brevoCursor    = "b1:"
 	brevoSinceForm = "2006-01-02T15:04:05.000Z07:00" // UTC ISO 8601 with milliseconds and zone
 )
+
+// brevoCursors are this adapter's cursors: "b1:…" (see cursorCodec).
+var brevoCursors = cursorCodec{platform: "brevo", prefix: "b1:"}
 
 // BrevoAttribute returns the Brevo attribute name of a canonical field or tag: upper case, every run of
 // characters other than letters and digits turned into one '_' (mf_reason → MF_REASON,
@@ -121,20 +123,15 @@ type brevoCur struct {
 	sinceMS int64
 }
 
-func (c brevoCur) String() string { return fmt.Sprintf("%s%d:%d", brevoCursor, c.offset, c.sinceMS) }
+func (c brevoCur) String() string { return brevoCursors.encode(c.offset, c.sinceMS) }
 
 func parseBrevoCursor(s string) (brevoCur, error) {
-	rest, ok := strings.CutPrefix(s, brevoCursor)
-	a, z, ok2 := strings.Cut(rest, ":")
-	if !ok || !ok2 {
-		return brevoCur{}, errors.New("esp: brevo: foreign cursor")
-	}
 	var c brevoCur
-	var err1, err2 error
-	c.offset, err1 = strconv.Atoi(a)
-	c.sinceMS, err2 = strconv.ParseInt(z, 10, 64)
-	if err1 != nil || err2 != nil || c.offset < 0 || c.sinceMS < 0 {
-		return brevoCur{}, errors.New("esp: brevo: malformed cursor")
+	if err := brevoCursors.decode(s, &c.offset, &c.sinceMS); err != nil {
+		return brevoCur{}, err
+	}
+	if c.offset < 0 || c.sinceMS < 0 {
+		return brevoCur{}, brevoCursors.malformed()
 	}
 	return c, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -34,9 +33,11 @@ import (
 const (
 	campaignmonitorBase    = "https://api.createsend.com" // the override replaces this host; paths start /api/v3.3
 	campaignmonitorPageMax = 1000
-	campaignmonitorCursor  = "cm1:"
 	campaignmonitorTime    = "2006-01-02 15:04:05"
 )
+
+// cmCursors are this adapter's cursors: "cm1:…" (see cursorCodec).
+var cmCursors = cursorCodec{platform: "campaignmonitor", prefix: "cm1:"}
 
 // campaignmonitorStates are the segments read, in order, with the status they mean.
 var campaignmonitorStates = []struct {
@@ -115,24 +116,15 @@ type cmCursor struct {
 	page   int
 }
 
-func (c cmCursor) String() string {
-	return fmt.Sprintf("%s%d:%s:%d:%d", campaignmonitorCursor, c.list, c.listID, c.state, c.page)
-}
+func (c cmCursor) String() string { return cmCursors.encode(c.list, c.listID, c.state, c.page) }
 
 func parseCMCursor(s string) (cmCursor, error) {
-	rest, ok := strings.CutPrefix(s, campaignmonitorCursor)
-	parts := strings.Split(rest, ":")
-	if !ok || len(parts) != 4 {
-		return cmCursor{}, errors.New("esp: campaignmonitor: foreign cursor")
-	}
 	var c cmCursor
-	var e1, e2, e3 error
-	c.list, e1 = strconv.Atoi(parts[0])
-	c.listID = parts[1]
-	c.state, e2 = strconv.Atoi(parts[2])
-	c.page, e3 = strconv.Atoi(parts[3])
-	if e1 != nil || e2 != nil || e3 != nil || c.list < 0 || c.state < 0 || c.state >= len(campaignmonitorStates) || c.page < 1 {
-		return cmCursor{}, errors.New("esp: campaignmonitor: malformed cursor")
+	if err := cmCursors.decode(s, &c.list, &c.listID, &c.state, &c.page); err != nil {
+		return cmCursor{}, err
+	}
+	if c.list < 0 || c.state < 0 || c.state >= len(campaignmonitorStates) || c.page < 1 {
+		return cmCursor{}, cmCursors.malformed()
 	}
 	return c, nil
 }

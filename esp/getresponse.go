@@ -34,9 +34,11 @@ import (
 const (
 	getresponseBase    = "https://api.getresponse.com" // the override replaces this host; paths start /v3
 	getresponsePageMax = 1000
-	getresponseCursor  = "gr1:"
 	getresponseTime    = "2006-01-02T15:04:05-0700"
 )
+
+// grCursors are this adapter's cursors: "gr1:…" (see cursorCodec).
+var grCursors = cursorCodec{platform: "getresponse", prefix: "gr1:"}
 
 type getresponse struct {
 	base string
@@ -150,15 +152,11 @@ func (g *getresponse) Lists(ctx context.Context) ([]List, error) {
 
 // grCursor: page to read next and the since filter (Unix seconds, 0 = full read).
 func parseGRCursor(s string) (page int, since int64, err error) {
-	rest, ok := strings.CutPrefix(s, getresponseCursor)
-	p, sn, ok2 := strings.Cut(rest, ":")
-	if !ok || !ok2 {
-		return 0, 0, errors.New("esp: getresponse: foreign cursor")
+	if err := grCursors.decode(s, &page, &since); err != nil {
+		return 0, 0, err
 	}
-	page, err1 := strconv.Atoi(p)
-	since, err2 := strconv.ParseInt(sn, 10, 64)
-	if err1 != nil || err2 != nil || page < 1 || since < 0 {
-		return 0, 0, errors.New("esp: getresponse: malformed cursor")
+	if page < 1 || since < 0 {
+		return 0, 0, grCursors.malformed()
 	}
 	return page, since, nil
 }
@@ -219,7 +217,7 @@ func (g *getresponse) Contacts(ctx context.Context, cursor Cursor, since time.Ti
 		return Page{}, err
 	}
 	if page < totalPages && len(out.Contacts) > 0 {
-		out.Next = Cursor(fmt.Sprintf("%s%d:%d", getresponseCursor, page+1, sinceUnix))
+		out.Next = Cursor(grCursors.encode(page+1, sinceUnix))
 	}
 	return out, nil
 }

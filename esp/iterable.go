@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -57,9 +56,11 @@ const (
 	iterableBase     = "https://api.iterable.com"
 	iterableBaseEU   = "https://api.eu.iterable.com"
 	iterablePageMax  = 10000
-	iterableCursor   = "i1:"
 	iterableTimeForm = "2006-01-02 15:04:05"
 )
+
+// itCursors are this adapter's cursors: "i1:…" (see cursorCodec).
+var itCursors = cursorCodec{platform: "iterable", prefix: "i1:"}
 
 // iterableExportLimits keep exports under 4 per rolling minute (burst + rate × 60 s ≤ 4).
 var iterableExportLimits = Limits{Rate: 3.0 / 60, Burst: 1}
@@ -142,23 +143,15 @@ type itCursor struct {
 	skip     int
 }
 
-func (c itCursor) String() string {
-	return fmt.Sprintf("%s%d:%d:%d", iterableCursor, c.end, c.sec, c.skip)
-}
+func (c itCursor) String() string { return itCursors.encode(c.end, c.sec, c.skip) }
 
 func parseIterableCursor(s string) (itCursor, error) {
-	rest, ok := strings.CutPrefix(s, iterableCursor)
-	parts := strings.Split(rest, ":")
-	if !ok || len(parts) != 3 {
-		return itCursor{}, errors.New("esp: iterable: foreign cursor")
-	}
 	var c itCursor
-	var err1, err2, err3 error
-	c.end, err1 = strconv.ParseInt(parts[0], 10, 64)
-	c.sec, err2 = strconv.ParseInt(parts[1], 10, 64)
-	c.skip, err3 = strconv.Atoi(parts[2])
-	if err1 != nil || err2 != nil || err3 != nil || c.end <= 0 || c.sec < 0 || c.skip < 0 {
-		return itCursor{}, errors.New("esp: iterable: malformed cursor")
+	if err := itCursors.decode(s, &c.end, &c.sec, &c.skip); err != nil {
+		return itCursor{}, err
+	}
+	if c.end <= 0 || c.sec < 0 || c.skip < 0 {
+		return itCursor{}, itCursors.malformed()
 	}
 	return c, nil
 }

@@ -35,8 +35,10 @@ import (
 
 const (
 	mailchimpPageMax = 1000
-	mailchimpCursor  = "m1:"
 )
+
+// mcCursors are this adapter's cursors: "m1:…" (see cursorCodec).
+var mcCursors = cursorCodec{platform: "mailchimp", prefix: "m1:"}
 
 // mailchimpMergeTags maps the canonical fields to merge tags (at most 10 upper-case characters).
 var mailchimpMergeTags = map[string]string{
@@ -140,24 +142,15 @@ type mcCursor struct {
 	since  int64 // Unix seconds of since_last_changed; 0 = full read
 }
 
-func (c mcCursor) String() string {
-	return fmt.Sprintf("%s%d:%s:%d:%d", mailchimpCursor, c.list, c.listID, c.offset, c.since)
-}
+func (c mcCursor) String() string { return mcCursors.encode(c.list, c.listID, c.offset, c.since) }
 
 func parseMCCursor(s string) (mcCursor, error) {
-	rest, ok := strings.CutPrefix(s, mailchimpCursor)
-	parts := strings.Split(rest, ":")
-	if !ok || len(parts) != 4 {
-		return mcCursor{}, errors.New("esp: mailchimp: foreign cursor")
-	}
 	var c mcCursor
-	var err1, err2, err3 error
-	c.list, err1 = strconv.Atoi(parts[0])
-	c.listID = parts[1]
-	c.offset, err2 = strconv.Atoi(parts[2])
-	c.since, err3 = strconv.ParseInt(parts[3], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil || c.list < 0 || c.offset < 0 {
-		return mcCursor{}, errors.New("esp: mailchimp: malformed cursor")
+	if err := mcCursors.decode(s, &c.list, &c.listID, &c.offset, &c.since); err != nil {
+		return mcCursor{}, err
+	}
+	if c.list < 0 || c.offset < 0 {
+		return mcCursor{}, mcCursors.malformed()
 	}
 	return c, nil
 }

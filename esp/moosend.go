@@ -30,8 +30,10 @@ import (
 const (
 	moosendBase    = "https://api.moosend.com" // the override replaces this host; paths start /v3
 	moosendPageMax = 500
-	moosendCursor  = "mo1:"
 )
+
+// moosendCursors are this adapter's cursors: "mo1:<list index>:<list id>:<state>:<page>" (see cursorCodec).
+var moosendCursors = cursorCodec{platform: "moosend", prefix: "mo1:"}
 
 var moosendStates = []struct {
 	path   string
@@ -168,21 +170,16 @@ func (m *moosend) Contacts(ctx context.Context, cursor Cursor, _ time.Time) (Pag
 	}
 	var list, state, pg int = 0, 0, 1
 	if cursor != "" {
-		rest, ok := strings.CutPrefix(string(cursor), moosendCursor)
-		parts := strings.Split(rest, ":")
-		if !ok || len(parts) != 4 {
-			return Page{}, errors.New("esp: moosend: foreign cursor")
+		var listID string
+		if err := moosendCursors.decode(string(cursor), &list, &listID, &state, &pg); err != nil {
+			return Page{}, err
 		}
-		var e1, e2, e3 error
-		list, e1 = strconv.Atoi(parts[0])
-		state, e2 = strconv.Atoi(parts[2])
-		pg, e3 = strconv.Atoi(parts[3])
-		if e1 != nil || e2 != nil || e3 != nil || list < 0 || state < 0 || state >= len(moosendStates) || pg < 1 {
-			return Page{}, errors.New("esp: moosend: malformed cursor")
+		if list < 0 || state < 0 || state >= len(moosendStates) || pg < 1 {
+			return Page{}, moosendCursors.malformed()
 		}
 		found := false
 		for i, l := range lists {
-			if l.ID == parts[1] {
+			if l.ID == listID {
 				list, found = i, true
 				break
 			}
@@ -243,7 +240,7 @@ func (m *moosend) Contacts(ctx context.Context, cursor Cursor, _ time.Time) (Pag
 	default:
 		return page, nil
 	}
-	page.Next = Cursor(fmt.Sprintf("%s%d:%s:%d:%d", moosendCursor, list, lists[list].ID, state, pg))
+	page.Next = Cursor(moosendCursors.encode(list, lists[list].ID, state, pg))
 	return page, nil
 }
 

@@ -43,8 +43,10 @@ import (
 const (
 	ontraportBase    = "https://api.ontraport.com"
 	ontraportPageMax = 50
-	ontraportCursor  = "o1:"
 )
+
+// opCursors are this adapter's cursors: "o1:…" (see cursorCodec).
+var opCursors = cursorCodec{platform: "ontraport", prefix: "o1:"}
 
 type ontraport struct {
 	base string
@@ -155,17 +157,12 @@ type opCursor struct {
 }
 
 func parseOntraportCursor(s string) (opCursor, error) {
-	rest, ok := strings.CutPrefix(s, ontraportCursor)
-	a, b, ok2 := strings.Cut(rest, ":")
-	if !ok || !ok2 {
-		return opCursor{}, errors.New("esp: ontraport: foreign cursor")
-	}
 	var c opCursor
-	var err1, err2 error
-	c.since, err1 = strconv.ParseInt(a, 10, 64)
-	c.last, err2 = strconv.ParseInt(b, 10, 64)
-	if err1 != nil || err2 != nil || c.since < 0 || c.last < 0 {
-		return opCursor{}, errors.New("esp: ontraport: malformed cursor")
+	if err := opCursors.decode(s, &c.since, &c.last); err != nil {
+		return opCursor{}, err
+	}
+	if c.since < 0 || c.last < 0 {
+		return opCursor{}, opCursors.malformed()
 	}
 	return c, nil
 }
@@ -238,7 +235,7 @@ func (o *ontraport) Contacts(ctx context.Context, cursor Cursor, since time.Time
 	if err != nil || last <= c.last {
 		return Page{}, errors.New("esp: ontraport: contact ids not ascending")
 	}
-	page.Next = Cursor(fmt.Sprintf("%s%d:%d", ontraportCursor, c.since, last))
+	page.Next = Cursor(opCursors.encode(c.since, last))
 	return page, nil
 }
 

@@ -38,8 +38,10 @@ import (
 const (
 	sendlaneBase    = "https://api.sendlane.com"
 	sendlanePageMax = 100
-	sendlaneCursor  = "s1:"
 )
+
+// slCursors are this adapter's cursors: "s1:…" (see cursorCodec).
+var slCursors = cursorCodec{platform: "sendlane", prefix: "s1:"}
 
 type sendlane struct {
 	base string
@@ -126,23 +128,15 @@ type slCursor struct {
 	page   int
 }
 
-func (c slCursor) String() string {
-	return fmt.Sprintf("%s%d:%s:%d", sendlaneCursor, c.list, c.listID, c.page)
-}
+func (c slCursor) String() string { return slCursors.encode(c.list, c.listID, c.page) }
 
 func parseSendlaneCursor(s string) (slCursor, error) {
-	rest, ok := strings.CutPrefix(s, sendlaneCursor)
-	parts := strings.Split(rest, ":")
-	if !ok || len(parts) != 3 {
-		return slCursor{}, errors.New("esp: sendlane: foreign cursor")
-	}
 	var c slCursor
-	var err1, err2 error
-	c.list, err1 = strconv.Atoi(parts[0])
-	c.listID = parts[1]
-	c.page, err2 = strconv.Atoi(parts[2])
-	if err1 != nil || err2 != nil || c.list < 0 || c.page < 1 {
-		return slCursor{}, errors.New("esp: sendlane: malformed cursor")
+	if err := slCursors.decode(s, &c.list, &c.listID, &c.page); err != nil {
+		return slCursor{}, err
+	}
+	if c.list < 0 || c.page < 1 {
+		return slCursor{}, slCursors.malformed()
 	}
 	return c, nil
 }
