@@ -52,7 +52,7 @@ type activeCampaign struct {
 
 	mu     sync.Mutex
 	fields map[string]string // perstag → field id
-	tags   map[string]string // tag name → tag id
+	tags   idsByName         // tag name → tag id
 }
 
 // activeCampaignBase returns the API base (…/api/3) for api_url, with the override's scheme and host in
@@ -395,28 +395,25 @@ func sortedKeys(f Fields) []string {
 
 // tagID finds the tag by name (exact match among the search results) or creates it.
 func (a *activeCampaign) tagID(ctx context.Context, tag string) (string, error) {
-	a.mu.Lock()
-	id := a.tags[tag]
-	a.mu.Unlock()
-	if id != "" {
-		return id, nil
-	}
-	var found struct {
-		Tags []struct {
-			ID  json.Number `json:"id"`
-			Tag string      `json:"tag"`
-		} `json:"tags"`
-	}
-	q := url.Values{"search": {tag}, "limit": {strconv.Itoa(acPageMax)}}
-	if err := a.acct.DoJSON(ctx, http.MethodGet, a.base+"/tags?"+q.Encode(), a.hdr, nil, Into(&found)); err != nil {
-		return "", err
-	}
-	for _, t := range found.Tags {
-		if t.Tag == tag {
-			id = t.ID.String()
+	return a.tags.resolve(tag, func() (string, error) {
+		var found struct {
+			Tags []struct {
+				ID  json.Number `json:"id"`
+				Tag string      `json:"tag"`
+			} `json:"tags"`
 		}
-	}
-	if id == "" {
+		q := url.Values{"search": {tag}, "limit": {strconv.Itoa(acPageMax)}}
+		if err := a.acct.DoJSON(ctx, http.MethodGet, a.base+"/tags?"+q.Encode(), a.hdr, nil, Into(&found)); err != nil {
+			return "", err
+		}
+		id := ""
+		for _, t := range found.Tags {
+			if t.Tag == tag {
+				id = t.ID.String()
+			}
+		}
+		return id, nil
+	}, func() (string, error) {
 		var created struct {
 			Tag struct {
 				ID json.Number `json:"id"`
@@ -426,15 +423,8 @@ func (a *activeCampaign) tagID(ctx context.Context, tag string) (string, error) 
 		if err := a.acct.DoJSON(ctx, http.MethodPost, a.base+"/tags", a.hdr, body, Into(&created)); err != nil {
 			return "", err
 		}
-		id = created.Tag.ID.String()
-	}
-	a.mu.Lock()
-	if a.tags == nil {
-		a.tags = map[string]string{}
-	}
-	a.tags[tag] = id
-	a.mu.Unlock()
-	return id, nil
+		return created.Tag.ID.String(), nil
+	})
 }
 
 func (a *activeCampaign) AddTag(ctx context.Context, c Contact, tag string) error {

@@ -49,7 +49,7 @@ type getresponse struct {
 
 	mu       sync.Mutex
 	fieldIDs map[string]string // custom field name → id
-	tagIDs   map[string]string // tag name → id
+	tagIDs   idsByName         // tag name → id
 	messages map[string]string // campaign id → a newsletter id ("" = none)
 }
 
@@ -66,7 +66,7 @@ func newGetresponse(cfg Config) (Adapter, error) {
 		acct:     cfg.Client.Account("getresponse", key, cfg.Platform.Limits, GetResponseThrottle),
 		size:     cfg.Options.pageSize("getresponse", getresponsePageMax),
 		caps:     cfg.Platform.Capabilities,
-		fieldIDs: map[string]string{}, tagIDs: map[string]string{}, messages: map[string]string{},
+		fieldIDs: map[string]string{}, messages: map[string]string{},
 	}, nil
 }
 
@@ -317,14 +317,9 @@ func (g *getresponse) SetFields(ctx context.Context, c Contact, f Fields) error 
 
 // tagID finds the tag named name, creating it when missing.
 func (g *getresponse) tagID(ctx context.Context, name string) (string, error) {
-	g.mu.Lock()
-	id := g.tagIDs[name]
-	g.mu.Unlock()
-	if id != "" {
-		return id, nil
-	}
-	find := func() error {
-		return g.pages(ctx, "/tags", url.Values{"query[name]": {name}}, func(m json.RawMessage) error {
+	find := func() (string, error) {
+		id := ""
+		err := g.pages(ctx, "/tags", url.Values{"query[name]": {name}}, func(m json.RawMessage) error {
 			var t struct {
 				ID   string `json:"tagId"`
 				Name string `json:"name"`
@@ -337,18 +332,17 @@ func (g *getresponse) tagID(ctx context.Context, name string) (string, error) {
 			}
 			return nil
 		})
+		return id, err
 	}
-	if err := find(); err != nil {
-		return "", err
-	}
-	if id == "" {
+	return g.tagIDs.resolve(name, find, func() (string, error) {
 		var created struct {
 			ID string `json:"tagId"`
 		}
+		id := ""
 		err := g.acct.DoJSON(ctx, http.MethodPost, g.base+"/tags", g.hdr, map[string]string{"name": name}, Into(&created))
 		switch {
 		case errors.Is(err, ErrBadRequest): // created meanwhile: look again
-			if err := find(); err != nil {
+			if id, err = find(); err != nil {
 				return "", err
 			}
 		case err != nil:
@@ -359,11 +353,8 @@ func (g *getresponse) tagID(ctx context.Context, name string) (string, error) {
 		if id == "" {
 			return "", errors.New("esp: getresponse: tag could not be created")
 		}
-	}
-	g.mu.Lock()
-	g.tagIDs[name] = id
-	g.mu.Unlock()
-	return id, nil
+		return id, nil
+	})
 }
 
 func (g *getresponse) AddTag(ctx context.Context, c Contact, tag string) error {

@@ -52,7 +52,7 @@ type keap struct {
 	caps Capabilities
 
 	mu   sync.Mutex
-	tags map[string]string // tag name → id
+	tags idsByName // tag name → id
 }
 
 func newKeap(cfg Config) (Adapter, error) {
@@ -68,7 +68,6 @@ func newKeap(cfg Config) (Adapter, error) {
 		acct: cfg.Client.Account("keap", key, cfg.Platform.Limits, KeapThrottle),
 		size: cfg.Options.pageSize("keap", keapPageMax),
 		caps: cfg.Platform.Capabilities,
-		tags: map[string]string{},
 	}, nil
 }
 
@@ -228,12 +227,6 @@ func (k *keap) EnsureFields(context.Context) error { return nil } // tags are cr
 
 // tagID finds (or creates) the tag named name.
 func (k *keap) tagID(ctx context.Context, name string) (string, error) {
-	k.mu.Lock()
-	id := k.tags[name]
-	k.mu.Unlock()
-	if id != "" {
-		return id, nil
-	}
 	lookup := func() (string, error) {
 		var page struct {
 			Tags []keapTag `json:"tags"`
@@ -251,13 +244,9 @@ func (k *keap) tagID(ctx context.Context, name string) (string, error) {
 		}
 		return "", nil
 	}
-	id, err := lookup()
-	if err != nil {
-		return "", err
-	}
-	if id == "" {
+	return k.tags.resolve(name, lookup, func() (id string, err error) {
 		var t keapTag
-		err := k.acct.DoJSON(ctx, http.MethodPost, k.base+"/tags", k.hdr, map[string]any{"name": name, "description": "Written by autofloss (email list hygiene)."}, Into(&t))
+		err = k.acct.DoJSON(ctx, http.MethodPost, k.base+"/tags", k.hdr, map[string]any{"name": name, "description": "Written by autofloss (email list hygiene)."}, Into(&t))
 		switch {
 		case err == nil:
 			id = rawID(t.ID)
@@ -271,11 +260,8 @@ func (k *keap) tagID(ctx context.Context, name string) (string, error) {
 		if id == "" {
 			return "", fmt.Errorf("esp: keap: tag could not be created: %w", ErrBadRequest)
 		}
-	}
-	k.mu.Lock()
-	k.tags[name] = id
-	k.mu.Unlock()
-	return id, nil
+		return id, nil
+	})
 }
 
 func (k *keap) AddTag(ctx context.Context, c Contact, tag string) error {

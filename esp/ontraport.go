@@ -56,7 +56,7 @@ type ontraport struct {
 	caps Capabilities
 
 	mu   sync.Mutex
-	tags map[string]string // tag name → tag id
+	tags idsByName // tag name → tag id
 }
 
 func newOntraport(cfg Config) (Adapter, error) {
@@ -73,7 +73,6 @@ func newOntraport(cfg Config) (Adapter, error) {
 		acct: cfg.Client.Account("ontraport", app+"\x00"+key, cfg.Platform.Limits, DefaultThrottle),
 		size: cfg.Options.pageSize("ontraport", ontraportPageMax),
 		caps: cfg.Platform.Capabilities,
-		tags: map[string]string{},
 	}, nil
 }
 
@@ -258,35 +257,32 @@ func (o *ontraport) SetFields(ctx context.Context, c Contact, f Fields) error {
 
 // tagID finds (or creates) the tag and caches its id.
 func (o *ontraport) tagID(ctx context.Context, name string) (string, error) {
-	o.mu.Lock()
-	id := o.tags[name]
-	o.mu.Unlock()
-	if id != "" {
-		return id, nil
-	}
-	var found []ontraportTag
-	q := url.Values{}
-	q.Set("condition", ontraportWhere(ontraportCond("tag_name", "=", name)))
-	q.Set("range", "1")
-	if err := o.acct.DoJSON(ctx, http.MethodGet, o.base+"/Tags?"+q.Encode(), o.hdr, nil, ontraportData(Into(&found))); err != nil {
-		return "", err
-	}
-	if len(found) > 0 && found[0].Name == name {
-		id = string(found[0].ID)
-	} else {
+	noID := errors.New("esp: ontraport: tag without id")
+	return o.tags.resolve(name, func() (string, error) {
+		var found []ontraportTag
+		q := url.Values{}
+		q.Set("condition", ontraportWhere(ontraportCond("tag_name", "=", name)))
+		q.Set("range", "1")
+		if err := o.acct.DoJSON(ctx, http.MethodGet, o.base+"/Tags?"+q.Encode(), o.hdr, nil, ontraportData(Into(&found))); err != nil {
+			return "", err
+		}
+		if len(found) > 0 && found[0].Name == name {
+			if found[0].ID == "" {
+				return "", noID
+			}
+			return string(found[0].ID), nil
+		}
+		return "", nil
+	}, func() (string, error) {
 		var created ontraportTag
 		if err := o.acct.DoJSON(ctx, http.MethodPost, o.base+"/Tags", o.hdr, map[string]any{"tag_name": name}, ontraportData(Into(&created))); err != nil {
 			return "", err
 		}
-		id = string(created.ID)
-	}
-	if id == "" {
-		return "", errors.New("esp: ontraport: tag without id")
-	}
-	o.mu.Lock()
-	o.tags[name] = id
-	o.mu.Unlock()
-	return id, nil
+		if created.ID == "" {
+			return "", noID
+		}
+		return string(created.ID), nil
+	})
 }
 
 func (o *ontraport) AddTag(ctx context.Context, c Contact, tag string) error {

@@ -52,8 +52,8 @@ type sendlane struct {
 
 	mu      sync.Mutex
 	lists   listCache
-	tags    map[string]int64
-	deleted int // contacts deleted since the last page was read
+	tags    idsByName // tag name → tag id (a number)
+	deleted int       // contacts deleted since the last page was read
 }
 
 func newSendlane(cfg Config) (Adapter, error) {
@@ -69,7 +69,6 @@ func newSendlane(cfg Config) (Adapter, error) {
 		acct: cfg.Client.Account("sendlane", key, cfg.Platform.Limits, DefaultThrottle),
 		size: cfg.Options.pageSize("sendlane", sendlanePageMax),
 		caps: cfg.Platform.Capabilities,
-		tags: map[string]int64{},
 	}, nil
 }
 
@@ -250,46 +249,45 @@ func (s *sendlane) SetFields(ctx context.Context, c Contact, f Fields) error {
 }
 
 func (s *sendlane) tagID(ctx context.Context, name string) (int64, error) {
-	s.mu.Lock()
-	id, ok := s.tags[name]
-	s.mu.Unlock()
-	if ok {
-		return id, nil
-	}
 	type tag struct {
 		ID   json.Number `json:"id"`
 		Name string      `json:"name"`
 	}
-	found := ""
-	err := s.pages(ctx, "/tags", func() {}, func(d *json.Decoder) error {
-		var t tag
-		if err := d.Decode(&t); err != nil {
-			return eof(err)
+	number := func(id string) (string, error) {
+		if _, err := strconv.ParseInt(id, 10, 64); err != nil {
+			return "", errors.New("esp: sendlane: tag without id")
 		}
-		if t.Name == name && found == "" {
-			found = t.ID.String()
-		}
-		return nil
-	}, func() {})
-	if err != nil {
-		return 0, err
+		return id, nil
 	}
-	if found == "" {
+	id, err := s.tags.resolve(name, func() (string, error) {
+		found := ""
+		err := s.pages(ctx, "/tags", func() {}, func(d *json.Decoder) error {
+			var t tag
+			if err := d.Decode(&t); err != nil {
+				return eof(err)
+			}
+			if t.Name == name && found == "" {
+				found = t.ID.String()
+			}
+			return nil
+		}, func() {})
+		if err != nil || found == "" {
+			return "", err
+		}
+		return number(found)
+	}, func() (string, error) {
 		var created struct {
 			Data tag `json:"data"`
 		}
 		if err := s.acct.DoJSON(ctx, http.MethodPost, s.base+"/tags", s.hdr, map[string]string{"name": name}, Into(&created)); err != nil {
-			return 0, err
+			return "", err
 		}
-		found = created.Data.ID.String()
+		return number(created.Data.ID.String())
+	})
+	if err != nil {
+		return 0, err
 	}
-	if id, err = strconv.ParseInt(found, 10, 64); err != nil {
-		return 0, errors.New("esp: sendlane: tag without id")
-	}
-	s.mu.Lock()
-	s.tags[name] = id
-	s.mu.Unlock()
-	return id, nil
+	return strconv.ParseInt(id, 10, 64)
 }
 
 func (s *sendlane) AddTag(ctx context.Context, c Contact, tag string) error {
