@@ -25,9 +25,12 @@ import (
 //   - Never two runs of one connection at once: the per-connection lease (store.AcquireLease) is taken
 //     before anything is read and renewed every third of its TTL while the run works; a run that loses it
 //     stops at once without committing (its page is replayed by whoever holds the lease next). A second
-//     task for a connection whose lease is held returns nil when the holder's run is alive (its updated_at
-//     is fresher than the lease TTL: that run will do the work), else ErrLeaseBusy so asynq retries after
-//     the TTL (the holder died: its lease expires and the retry resumes from the checkpoint).
+//     task for a connection whose lease is held returns ErrLeaseBusy: asynq retries it after the lease TTL
+//     without counting a failure (IsFailure). It cannot tell a live holder from a dead one (a worker
+//     killed mid-run keeps the lease until it expires), so it never gives up on its run: once it gets the
+//     lease it resumes the run from the checkpoint, or finds it finished and returns nil. Every task names
+//     its run (the API and the scheduler open the run before enqueueing), so a duplicate task never opens
+//     a second run.
 //   - One transaction per page (store.CommitPage): results, counters, credit debit and the next cursor.
 //     Everything before the commit (reading, verifying, write-backs) is replayable: a crash or SIGTERM
 //     mid-page leaves the checkpoint at the page's start, the page is read again and its write-backs,
@@ -131,13 +134,6 @@ func (r *Runner) Sync(ctx context.Context, p SyncPayload, o SyncOptions) (store.
 	if cnx.Status != store.StatusActive {
 		return store.Run{}, OutcomeDisconnected, nil
 	}
-	if p.RunID != "" {
-		named, err := d.Store.RunByID(ctx, p.RunID)
-		if err == nil && (named.State == store.RunDone || named.State == store.RunFailed) {
-			return named, OutcomeNothing, nil
-		}
-	}
-
 	// The lease.
 	holder := d.Settings.Holder + ":" + o.TaskID
 	ttl := d.Settings.LeaseTTL
@@ -146,12 +142,8 @@ func (r *Runner) Sync(ctx context.Context, p SyncPayload, o SyncOptions) (store.
 		return store.Run{}, OutcomeRetry, &RetryableError{Err: err}
 	}
 	if !ok {
-		if open, err := d.Store.OpenRun(ctx, cnx.ID); err == nil && open.State == store.RunRunning &&
-			d.Now().Sub(open.UpdatedAt) < ttl {
-			log.Info().Str("run_id", open.ID).Msg("connection busy with a live run; nothing to do")
-			return open, OutcomeBusy, nil
-		}
-		return store.Run{}, OutcomeRetry, &RetryableError{Err: ErrLeaseBusy, Wait: ttl}
+		log.Debug().Msg("connection lease held elsewhere; retrying after its TTL")
+		return store.Run{}, OutcomeBusy, &RetryableError{Err: ErrLeaseBusy, Wait: ttl}
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -182,6 +174,14 @@ func (r *Runner) Sync(ctx context.Context, p SyncPayload, o SyncOptions) (store.
 		rcancel()
 	}()
 
+	// Under the lease: a task naming a run that is finished has nothing left to do (checked only now, so a
+	// run finishing while this task waited for the lease is never followed by a new one).
+	if p.RunID != "" {
+		named, err := d.Store.RunByID(runCtx, p.RunID)
+		if err == nil && (named.State == store.RunDone || named.State == store.RunFailed) {
+			return named, OutcomeNothing, nil
+		}
+	}
 	run, err := r.openRun(runCtx, cnx, o.TaskID)
 	if err != nil {
 		return store.Run{}, OutcomeRetry, &RetryableError{Err: err}
