@@ -468,11 +468,8 @@ func (a *activeCampaign) Delete(ctx context.Context, c Contact) (json.RawMessage
 	if err != nil {
 		return nil, err
 	}
-	var snap json.RawMessage
-	if err := a.acct.DoJSON(ctx, http.MethodGet, a.base+"/contacts/"+id, a.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	if err := a.acct.DoJSON(ctx, http.MethodDelete, a.base+"/contacts/"+id, a.hdr, nil, nil); err != nil {
+	snap, err := a.acct.snapshotDelete(ctx, a.base+"/contacts/"+id, a.base+"/contacts/"+id, a.hdr, false)
+	if err != nil {
 		return nil, err
 	}
 	return snap, nil

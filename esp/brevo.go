@@ -294,11 +294,8 @@ func (b *brevo) Delete(ctx context.Context, c Contact) (json.RawMessage, error) 
 	if err != nil {
 		return nil, err
 	}
-	var snap json.RawMessage
-	if err := b.acct.DoJSON(ctx, http.MethodGet, u, b.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	if err := b.acct.DoJSON(ctx, http.MethodDelete, u, b.hdr, nil, nil); err != nil {
+	snap, err := b.acct.snapshotDelete(ctx, u, u, b.hdr, false)
+	if err != nil {
 		return nil, err
 	}
 	b.mu.Lock()

@@ -353,11 +353,8 @@ func (cc *constantContact) Delete(ctx context.Context, c Contact) (json.RawMessa
 	if err != nil {
 		return nil, err
 	}
-	var snap json.RawMessage
-	if err := cc.acct.DoJSON(ctx, http.MethodGet, u+"?include=custom_fields,list_memberships,taggings", cc.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	if err := cc.acct.DoJSON(ctx, http.MethodDelete, u, cc.hdr, nil, nil); err != nil {
+	snap, err := cc.acct.snapshotDelete(ctx, u+"?include=custom_fields,list_memberships,taggings", u, cc.hdr, false)
+	if err != nil {
 		return nil, err
 	}
 	return snap, nil

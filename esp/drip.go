@@ -230,12 +230,9 @@ func (d *drip) Delete(ctx context.Context, c Contact) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	var snap json.RawMessage
-	if err := d.acct.DoJSON(ctx, http.MethodGet, u, d.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	// A 404 here means gone since the snapshot (e.g. a retried DELETE whose first answer was lost): done.
-	if err := d.acct.DoJSON(ctx, http.MethodDelete, u, d.hdr, nil, nil); err != nil && !errors.Is(err, ErrNotFound) {
+	// goneIsDone: a 404 on the DELETE means gone since the snapshot (e.g. a retried DELETE whose first answer was lost): done.
+	snap, err := d.acct.snapshotDelete(ctx, u, u, d.hdr, true)
+	if err != nil {
 		return nil, err
 	}
 	d.mu.Lock()

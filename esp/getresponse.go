@@ -419,11 +419,8 @@ func (g *getresponse) Delete(ctx context.Context, c Contact) (json.RawMessage, e
 	if err != nil {
 		return nil, err
 	}
-	var snap json.RawMessage
-	if err := g.acct.DoJSON(ctx, http.MethodGet, u, g.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	if err := g.acct.DoJSON(ctx, http.MethodDelete, u, g.hdr, nil, nil); err != nil {
+	snap, err := g.acct.snapshotDelete(ctx, u, u, g.hdr, false)
+	if err != nil {
 		return nil, err
 	}
 	return snap, nil

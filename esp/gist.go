@@ -234,12 +234,9 @@ func (g *gist) Delete(ctx context.Context, c Contact) (json.RawMessage, error) {
 		return nil, errors.New("esp: gist: contact without id")
 	}
 	u := g.base + "/contacts/" + url.PathEscape(c.ID)
-	var snap json.RawMessage
-	if err := g.acct.DoJSON(ctx, http.MethodGet, u, g.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	// 404 now means gone since the snapshot (e.g. a retried DELETE whose first answer was lost): done.
-	if err := g.acct.DoJSON(ctx, http.MethodDelete, u, g.hdr, nil, nil); err != nil && !errors.Is(err, ErrNotFound) {
+	// goneIsDone: a 404 on the DELETE means gone since the snapshot (e.g. a retried DELETE whose first answer was lost): done.
+	snap, err := g.acct.snapshotDelete(ctx, u, u, g.hdr, true)
+	if err != nil {
 		return nil, err
 	}
 	g.mu.Lock()

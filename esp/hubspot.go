@@ -499,11 +499,8 @@ func (s *hubspot) Delete(ctx context.Context, c Contact) (json.RawMessage, error
 		return nil, errors.New("esp: hubspot: contact without id")
 	}
 	u := s.base + "/crm/v3/objects/contacts/" + url.PathEscape(c.ID)
-	var snap json.RawMessage
-	if err := s.acct.DoJSON(ctx, http.MethodGet, u+"?properties="+url.QueryEscape(hubspotProps+",firstname,lastname,createdate"), s.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	if err := s.acct.DoJSON(ctx, http.MethodDelete, u, s.hdr, nil, nil); err != nil && !errors.Is(err, ErrNotFound) {
+	snap, err := s.acct.snapshotDelete(ctx, u+"?properties="+url.QueryEscape(hubspotProps+",firstname,lastname,createdate"), u, s.hdr, true)
+	if err != nil {
 		return nil, err
 	}
 	return snap, nil

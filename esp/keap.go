@@ -306,12 +306,9 @@ func (k *keap) Delete(ctx context.Context, c Contact) (json.RawMessage, error) {
 		return nil, errors.New("esp: keap: contact without id")
 	}
 	u := k.base + "/contacts/" + url.PathEscape(c.ID)
-	var snap json.RawMessage
-	if err := k.acct.DoJSON(ctx, http.MethodGet, u+"?fields="+url.QueryEscape("id,given_name,family_name,email_addresses,tag_ids,custom_fields,create_time,update_time"), k.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	// 404 now means gone since the snapshot (e.g. a retried DELETE whose first answer was lost): done.
-	if err := k.acct.DoJSON(ctx, http.MethodDelete, u, k.hdr, nil, nil); err != nil && !errors.Is(err, ErrNotFound) {
+	// goneIsDone: a 404 on the DELETE means gone since the snapshot (e.g. a retried DELETE whose first answer was lost): done.
+	snap, err := k.acct.snapshotDelete(ctx, u+"?fields="+url.QueryEscape("id,given_name,family_name,email_addresses,tag_ids,custom_fields,create_time,update_time"), u, k.hdr, true)
+	if err != nil {
 		return nil, err
 	}
 	return snap, nil

@@ -339,11 +339,8 @@ func (m *mailchimp) Delete(ctx context.Context, c Contact) (json.RawMessage, err
 	if err != nil {
 		return nil, err
 	}
-	var snap json.RawMessage
-	if err := m.acct.DoJSON(ctx, http.MethodGet, u+"?exclude_fields=_links", m.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	if err := m.acct.DoJSON(ctx, http.MethodDelete, u, m.hdr, nil, nil); err != nil {
+	snap, err := m.acct.snapshotDelete(ctx, u+"?exclude_fields=_links", u, m.hdr, false)
+	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()

@@ -315,11 +315,8 @@ func (s *sendlane) Delete(ctx context.Context, c Contact) (json.RawMessage, erro
 	if err != nil {
 		return nil, err
 	}
-	var snap json.RawMessage
-	if err := s.acct.DoJSON(ctx, http.MethodGet, u, s.hdr, nil, ReadRaw(&snap)); err != nil {
-		return nil, err
-	}
-	if err := s.acct.DoJSON(ctx, http.MethodDelete, u, s.hdr, nil, nil); err != nil {
+	snap, err := s.acct.snapshotDelete(ctx, u, u, s.hdr, false)
+	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
