@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,6 +142,36 @@ func TestFlossRun20k(t *testing.T) {
 	}
 	if v := e.fake.Violations(); len(v) > 0 {
 		t.Errorf("platform fake saw invalid requests: %v", v[:min(3, len(v))])
+	}
+	// Metrics: tasks by type and outcome, credits, platform requests by status; no address in any label.
+	mfs, err := e.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				if strings.Contains(l.GetValue(), "@") {
+					t.Errorf("metric %s label %s carries an address", mf.GetName(), l.GetName())
+				}
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			vals[key] += m.GetCounter().GetValue()
+		}
+	}
+	if got := vals["autofloss_credits_spent_total"]; got != float64(run.Counts.Verified) {
+		t.Errorf("credits metric %v, verified %d", got, run.Counts.Verified)
+	}
+	if got := vals["autofloss_tasks_total,outcome=ok,type=floss:sync"]; got != 1 {
+		t.Errorf("tasks metric %v (%v)", got, vals)
+	}
+	if vals["autofloss_platform_requests_total,platform=klaviyo,status=200"] < float64(n/100) {
+		t.Errorf("platform requests metric: %v", vals)
+	}
+	if got := vals["autofloss_contacts_total,reason=disposable,verdict=failed"]; got == 0 {
+		t.Errorf("contacts metric: %v", vals)
 	}
 	t.Logf("run: %+v by_reason %v", run.Counts, run.ByReason)
 }

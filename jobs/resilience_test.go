@@ -161,3 +161,27 @@ func TestPlatformOutage(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyContactHandOff: on a platform without a changed-since filter (MailerLite) a webhook's contact
+// cannot be found cheaply, so floss:verify_contact hands it to a sync run of its connection.
+func TestVerifyContactHandOff(t *testing.T) {
+	addr := testenv.Redis(t)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: addr})
+	defer client.Close()
+	e := newEnv(t, envOpts{slug: "mailerlite", n: 50, seed: 1, credits: 100, enqueuer: client})
+	_, outcome, err := e.runner.VerifyContact(e.ctx, jobs.VerifyContactPayload{ConnectionID: e.cnx.ID, ContactID: e.fake.Record(3).ID,
+		ReceivedAt: time.Now().Unix()}, "verify:x")
+	if err != nil || outcome != jobs.OutcomeNothing {
+		t.Fatalf("verify_contact: %s %v", outcome, err)
+	}
+	run, err := e.st.OpenRun(e.ctx, e.cnx.ID)
+	if err != nil {
+		t.Fatalf("no run opened: %v", err)
+	}
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: addr})
+	defer insp.Close()
+	ti, err := insp.GetTaskInfo(jobs.QueueDefault, "sync:"+e.cnx.ID+":"+run.ID)
+	if err != nil || ti.Type != jobs.TypeSync {
+		t.Fatalf("sync task: %+v %v", ti, err)
+	}
+}
