@@ -140,14 +140,8 @@ func (m *campaignmonitor) Contacts(ctx context.Context, cursor Cursor, _ time.Ti
 			return Page{}, err
 		}
 		// Find the cursor's list again (lists may have been added or removed since).
-		found := false
-		for i, l := range lists {
-			if l.ID == c.listID {
-				c.list, found = i, true
-				break
-			}
-		}
-		if !found { // the list is gone: continue with the one now at its index, from its start
+		var found bool
+		if c.list, found = relocateList(lists, c.list, c.listID); !found { // the list is gone: continue with the one now at its index, from its start
 			c.state, c.page = 0, 1
 		}
 	}

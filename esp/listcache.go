@@ -33,3 +33,15 @@ func (c *listCache) get(ctx context.Context, load func(context.Context) ([]List,
 	}
 	return load(ctx)
 }
+
+// relocateList finds a cursor's list again by id, lists having been added or removed since the cursor
+// was written (at = the index it had then): its index now and true, or at and false when it is gone (the
+// adapter then continues with the list now at that index, from its start).
+func relocateList(lists []List, at int, id string) (int, bool) {
+	for i, l := range lists {
+		if l.ID == id {
+			return i, true
+		}
+	}
+	return at, false
+}

@@ -187,13 +187,8 @@ func (m *mailchimp) Contacts(ctx context.Context, cursor Cursor, since time.Time
 	}
 	// Find the cursor's audience again (audiences may have been added or removed since).
 	if c.listID != "" {
-		for i, l := range lists {
-			if l.ID == c.listID {
-				c.list = i
-				break
-			}
-		}
-		if c.list >= len(lists) || lists[c.list].ID != c.listID {
+		var found bool
+		if c.list, found = relocateList(lists, c.list, c.listID); !found {
 			c.offset = 0 // the audience is gone: continue with the one now at its index
 		}
 	}

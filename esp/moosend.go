@@ -177,14 +177,8 @@ func (m *moosend) Contacts(ctx context.Context, cursor Cursor, _ time.Time) (Pag
 		if list < 0 || state < 0 || state >= len(moosendStates) || pg < 1 {
 			return Page{}, moosendCursors.malformed()
 		}
-		found := false
-		for i, l := range lists {
-			if l.ID == listID {
-				list, found = i, true
-				break
-			}
-		}
-		if !found { // the list is gone: continue with the one now at its index, from its start
+		var found bool
+		if list, found = relocateList(lists, list, listID); !found { // the list is gone: continue with the one now at its index, from its start
 			state, pg = 0, 1
 		}
 	}

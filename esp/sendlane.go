@@ -172,13 +172,8 @@ func (s *sendlane) Contacts(ctx context.Context, cursor Cursor, _ time.Time) (Pa
 		}
 	}
 	if c.listID != "" {
-		for i, l := range lists {
-			if l.ID == c.listID {
-				c.list = i
-				break
-			}
-		}
-		if c.list >= len(lists) || lists[c.list].ID != c.listID {
+		var found bool
+		if c.list, found = relocateList(lists, c.list, c.listID); !found {
 			c.page = 1 // the list is gone: continue with the one now at its index
 		}
 	}
