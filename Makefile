@@ -1,7 +1,7 @@
 # autofloss — the two commands a fresh clone needs are `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test services build vet ci clean
+.PHONY: run test services build vet ci clean bench
 
 ## run: start the service (api + worker + scheduler) on the embedded defaults: SQLite under ./var,
 ## Redis on 127.0.0.1:6379 — started under ./var/redis if nothing answers there — in SANDBOX mode:
@@ -25,6 +25,12 @@ services:
 ## build: the four binaries into ./bin
 build:
 	$(GO) build -o bin/ ./cmd/api ./cmd/worker ./cmd/scheduler ./cmd/autofloss
+
+## bench: the end-to-end benchmarks of BENCHMARKS.md (floss of 10k/100k/1M contacts, rate-limited floss,
+## scheduler tick over 100k connections); prints each figure with its command and the machine. Takes
+## ~15 minutes on 2 cores; not part of `make test`. BENCH_FLAGS narrows it, e.g. BENCH_FLAGS='-only rate'.
+bench:
+	$(GO) run ./cmd/autofloss bench $(BENCH_FLAGS)
 
 vet:
 	$(GO) vet ./...

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/autofloss/autofloss/esp"
@@ -29,5 +30,30 @@ func BenchmarkFloss10k(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(res.Rate(), "contacts/s")
+	}
+}
+
+// BenchmarkSchedulerTick10k is one scheduler tick over 10,000 due connections on SQLite into a private
+// Redis (`autofloss bench -only scheduler` runs 100,000).
+//
+//	go test ./bench -run '^$' -bench SchedulerTick10k -benchtime 1x
+func BenchmarkSchedulerTick10k(b *testing.B) {
+	for range b.N {
+		db, conc := "sqlite", 0
+		if v := os.Getenv("BENCH_DB"); v != "" {
+			db = v
+		}
+		if v := os.Getenv("BENCH_CONCURRENCY"); v != "" {
+			conc, _ = strconv.Atoi(v)
+		}
+		r, err := Scheduler(context.Background(), db, 10000, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", conc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r.Stats.Enqueued != 10000 {
+			b.Fatalf("enqueued %d of 10000", r.Stats.Enqueued)
+		}
+		b.ReportMetric(r.Elapsed.Seconds(), "s/tick")
+		b.ReportMetric(float64(r.RedisAfter-r.RedisBefore)/1e6, "redis-MB")
 	}
 }

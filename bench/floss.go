@@ -116,6 +116,7 @@ type FlossResult struct {
 	BaseRSS     int64         `json:"base_rss"` // RSS just before the run started
 	HeapSys     uint64        `json:"heap_sys"` // runtime's heap from the OS at the end
 	NumGC       uint32        `json:"num_gc"`
+	Retries     int           `json:"retries"` // Sync calls after the first (retryable outcomes)
 	TotalAlloc  uint64        `json:"total_alloc"`
 }
 
@@ -200,8 +201,14 @@ func RunWorker(ctx context.Context, spec WorkerSpec) (FlossResult, error) {
 	start := time.Now()
 	var run store.Run
 	var outcome jobs.Outcome
+	retries := -1
 	for {
-		run, outcome, err = runner.Sync(runCtx, jobs.SyncPayload{ConnectionID: cnx.ID}, jobs.SyncOptions{TaskID: "bench"})
+		var r store.Run
+		r, outcome, err = runner.Sync(runCtx, jobs.SyncPayload{ConnectionID: cnx.ID}, jobs.SyncOptions{TaskID: "bench"})
+		if r.ID != "" {
+			run = r
+		}
+		retries++
 		if outcome != jobs.OutcomeRetry || runCtx.Err() != nil {
 			break
 		}
@@ -240,7 +247,7 @@ func RunWorker(ctx context.Context, spec WorkerSpec) (FlossResult, error) {
 	res.Outcome, res.State = string(outcome), run.State
 	c := run.Counts
 	res.Seen, res.Skipped, res.Verified, res.Reused, res.Failed, res.WrittenBack = c.Seen, c.Skipped, c.Verified, c.Reused, c.Failed, c.WrittenBack
-	res.Pages = run.Pages
+	res.Pages, res.Retries = run.Pages, retries
 	res.PeakRSS = PeakRSS()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -42,6 +42,7 @@ func commands() []command {
 		{"verify", "[-mode normal|aggressive] [-no-smtp] <address>… | -: verify addresses, one JSON line each", runVerify},
 		{"lists update", "--kind KIND --from FILE|URL [--dir verify/data]: refresh a shipped list", runListsUpdate},
 		{"lists sizes", "[--dir DIR]: entries per list", runListsSizes},
+		{"bench", "[-only floss,rate,scheduler] [-sizes N,…] [-markdown]: end-to-end benchmarks (BENCHMARKS.md)", runBench},
 	}
 }
 
