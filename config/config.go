@@ -331,6 +331,9 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 			cfg.ESP.Platforms[slug] = p
 		}
 	}
+	if err := applyHostPortsEnv(cfg, getenv); err != nil {
+		return err
+	}
 	// The key ring.
 	if v := getenv("AUTOFLOSS_SECRETS_KEYS"); v != "" {
 		var keys []SecretKey
