@@ -38,7 +38,7 @@ func activecampaignSpec() Spec {
 			}
 			return map[string]string{"api_url": acFakeURL, "api_key": strings.Repeat("0", 72)}
 		},
-		Authorized: func(f *Fake, r *http.Request) bool { return r.Header.Get("Api-Token") == f.Secret() },
+		Authorized: headerSecret("Api-Token", ""),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			acMessage(w, 403, "You are not authorized to access this resource")
 		},

@@ -27,18 +27,13 @@ var brevoDefaultAttrs = []string{"EMAIL", "FIRSTNAME", "LASTNAME", "SMS"}
 
 func brevoSpec() Spec {
 	return Spec{
-		Slug:      "brevo",
-		Limits:    esp.Limits{Rate: 10, Burst: 10},
-		PerList:   false,
-		ContactID: func(c SeedContact) string { return strconv.Itoa(c.Index + 1) },
-		ListID:    func(l int) string { return strconv.Itoa(l + 2) },
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"api_key": f.Secret()}
-			}
-			return map[string]string{"api_key": "xkeysib-" + strings.Repeat("0", 64) + "-AbCdEfGhIjKlMnOp"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool { return r.Header.Get("api-key") == f.Secret() },
+		Slug:        "brevo",
+		Limits:      esp.Limits{Rate: 10, Burst: 10},
+		PerList:     false,
+		ContactID:   func(c SeedContact) string { return strconv.Itoa(c.Index + 1) },
+		ListID:      func(l int) string { return strconv.Itoa(l + 2) },
+		Credentials: secretCredentials("api_key", "", "xkeysib-"+strings.Repeat("0", 64)+"-AbCdEfGhIjKlMnOp"),
+		Authorized:  headerSecret("api-key", ""),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			brevoError(w, 401, "unauthorized", "Key not found")
 		},

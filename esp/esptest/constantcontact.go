@@ -41,7 +41,7 @@ func constantcontactSpec() Spec {
 			}
 			return map[string]string{"access_token": "0000000000000000000000", "refresh_token": "rt-000000"}
 		},
-		Authorized: func(f *Fake, r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+f.Secret() },
+		Authorized: headerSecret("Authorization", "Bearer "),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			ccError(w, 401, "unauthorized", "Unauthorized")
 		},

@@ -55,20 +55,13 @@ func grID(prefix string, n uint64) string {
 
 func getresponseSpec() Spec {
 	return Spec{
-		Slug:      "getresponse",
-		Limits:    esp.Limits{Rate: 49, Burst: 80, Concurrency: 10},
-		PerList:   true,
-		ContactID: func(c SeedContact) string { return grID("", uint64(c.Index)*1000003+916132832) },
-		ListID:    func(l int) string { return grID("V", uint64(l)*7919+3844) },
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"api_key": f.Secret()}
-			}
-			return map[string]string{"api_key": "jfgs8jh4k5jhf7bq2l3k4j5h6g7f8d9s"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool {
-			return r.Header.Get("X-Auth-Token") == "api-key "+f.Secret()
-		},
+		Slug:        "getresponse",
+		Limits:      esp.Limits{Rate: 49, Burst: 80, Concurrency: 10},
+		PerList:     true,
+		ContactID:   func(c SeedContact) string { return grID("", uint64(c.Index)*1000003+916132832) },
+		ListID:      func(l int) string { return grID("V", uint64(l)*7919+3844) },
+		Credentials: secretCredentials("api_key", "", "jfgs8jh4k5jhf7bq2l3k4j5h6g7f8d9s"),
+		Authorized:  headerSecret("X-Auth-Token", "api-key "),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			grError(w, 401, 1014, "Problem during authentication process, check headers!",
 				"Unable to authenticate request. Check credentials or authentication method details", map[string]any{"authenticationType": "auth_token"})

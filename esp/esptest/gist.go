@@ -38,16 +38,9 @@ func gistSpec() Spec {
 		ContactID: func(c SeedContact) string {
 			return strconv.Itoa(31_000_000 + c.Index)
 		},
-		ListID: func(l int) string { return strconv.Itoa(7001 + l) },
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"api_key": f.Secret()}
-			}
-			return map[string]string{"api_key": "gist_0000000000000000000000000000"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool {
-			return r.Header.Get("Authorization") == "Bearer "+f.Secret()
-		},
+		ListID:      func(l int) string { return strconv.Itoa(7001 + l) },
+		Credentials: secretCredentials("api_key", "", "gist_0000000000000000000000000000"),
+		Authorized:  headerSecret("Authorization", "Bearer "),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			gistErr(w, 401, "unauthorized", "Access Token Invalid")
 		},

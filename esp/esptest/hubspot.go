@@ -56,20 +56,13 @@ func hsThrottle(w http.ResponseWriter, policy string, max int) {
 
 func hubspotSpec() Spec {
 	return Spec{
-		Slug:      "hubspot",
-		Limits:    esp.Limits{Rate: 10, Burst: 10},
-		PerList:   false,
-		ContactID: func(c SeedContact) string { return strconv.FormatInt(hsID(c.Index), 10) },
-		ListID:    func(l int) string { return strconv.Itoa(l + 1) },
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"access_token": "pat-na1-" + f.Secret()}
-			}
-			return map[string]string{"access_token": "pat-na1-00000000-0000-0000-0000-000000000000"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool {
-			return r.Header.Get("Authorization") == "Bearer pat-na1-"+f.Secret()
-		},
+		Slug:        "hubspot",
+		Limits:      esp.Limits{Rate: 10, Burst: 10},
+		PerList:     false,
+		ContactID:   func(c SeedContact) string { return strconv.FormatInt(hsID(c.Index), 10) },
+		ListID:      func(l int) string { return strconv.Itoa(l + 1) },
+		Credentials: secretCredentials("access_token", "pat-na1-", "pat-na1-00000000-0000-0000-0000-000000000000"),
+		Authorized:  headerSecret("Authorization", "Bearer pat-na1-"),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			hsErr(w, 401, "INVALID_AUTHENTICATION", "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview", nil)
 		},

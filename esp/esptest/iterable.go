@@ -29,18 +29,13 @@ const itChannel = 41207
 
 func iterableSpec() Spec {
 	return Spec{
-		Slug:      "iterable",
-		Limits:    esp.Limits{Rate: 100, Burst: 100},
-		PerList:   false,
-		ContactID: func(c SeedContact) string { return c.Email },
-		ListID:    func(l int) string { return fmt.Sprint(720001 + l) },
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"api_key": f.Secret()}
-			}
-			return map[string]string{"api_key": "00000000000000000000000000000000"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool { return r.Header.Get("Api-Key") == f.Secret() },
+		Slug:        "iterable",
+		Limits:      esp.Limits{Rate: 100, Burst: 100},
+		PerList:     false,
+		ContactID:   func(c SeedContact) string { return c.Email },
+		ListID:      func(l int) string { return fmt.Sprint(720001 + l) },
+		Credentials: secretCredentials("api_key", "", "00000000000000000000000000000000"),
+		Authorized:  headerSecret("Api-Key", ""),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			itResponse(w, 401, "BadApiKey", "Invalid API key", map[string]any{"endpoint": r.URL.Path})
 		},

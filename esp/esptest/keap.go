@@ -44,20 +44,13 @@ func keapErr(w http.ResponseWriter, status int, grpc, msg string) {
 
 func keapSpec() Spec {
 	return Spec{
-		Slug:      "keap",
-		Limits:    esp.Limits{Rate: 230.0 / 60, Burst: 10},
-		PerList:   false,
-		ContactID: func(c SeedContact) string { return strconv.Itoa(2001 + c.Index) },
-		ListID:    func(l int) string { return strconv.Itoa(101 + l) },
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"api_key": "KeapAK-" + f.Secret()}
-			}
-			return map[string]string{"api_key": "KeapAK-00000000000000000000000000000000"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool {
-			return r.Header.Get("X-Keap-API-Key") == "KeapAK-"+f.Secret()
-		},
+		Slug:        "keap",
+		Limits:      esp.Limits{Rate: 230.0 / 60, Burst: 10},
+		PerList:     false,
+		ContactID:   func(c SeedContact) string { return strconv.Itoa(2001 + c.Index) },
+		ListID:      func(l int) string { return strconv.Itoa(101 + l) },
+		Credentials: secretCredentials("api_key", "KeapAK-", "KeapAK-00000000000000000000000000000000"),
+		Authorized:  headerSecret("X-Keap-API-Key", "KeapAK-"),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			keapErr(w, 401, "UNAUTHENTICATED", "Invalid Key")
 		},

@@ -33,16 +33,9 @@ func klaviyoSpec() Spec {
 		ContactID: func(c SeedContact) string {
 			return fmt.Sprintf("01J%015X%08X", mix64(uint64(c.Index))>>4, c.Index)
 		},
-		ListID: func(l int) string { return fmt.Sprintf("Kl%04d", l+1) },
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"api_key": f.Secret()}
-			}
-			return map[string]string{"api_key": "pk_0000000000000000000000000000000000"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool {
-			return r.Header.Get("Authorization") == "Klaviyo-API-Key "+f.Secret()
-		},
+		ListID:      func(l int) string { return fmt.Sprintf("Kl%04d", l+1) },
+		Credentials: secretCredentials("api_key", "", "pk_0000000000000000000000000000000000"),
+		Authorized:  headerSecret("Authorization", "Klaviyo-API-Key "),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Authorization") == "" {
 				kvError(w, 401, "not_authenticated", "Authentication credentials were not provided.", "Missing private key.", "")

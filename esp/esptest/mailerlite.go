@@ -40,16 +40,9 @@ func mailerliteSpec() Spec {
 		ContactID: func(c SeedContact) string {
 			return strconv.FormatUint(70000000000000000+uint64(c.Index)*1000003+mix64(uint64(c.Index))%1000003, 10)
 		},
-		ListID: func(l int) string { return strconv.FormatUint(60000000000000000+uint64(l)*7919, 10) },
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"api_key": f.Secret()}
-			}
-			return map[string]string{"api_key": "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.invalid"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool {
-			return r.Header.Get("Authorization") == "Bearer "+f.Secret()
-		},
+		ListID:      func(l int) string { return strconv.FormatUint(60000000000000000+uint64(l)*7919, 10) },
+		Credentials: secretCredentials("api_key", "", "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.invalid"),
+		Authorized:  headerSecret("Authorization", "Bearer "),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			mliteJSON(w, 401, map[string]any{"message": "Unauthenticated."})
 		},

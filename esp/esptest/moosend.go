@@ -41,13 +41,8 @@ func moosendSpec() Spec {
 			h := mix64(uint64(l) + 99)
 			return fmt.Sprintf("%08x-%04x-4%03x-b%03x-%012x", uint32(h), uint16(h>>32), (h>>48)&0xfff, l&0xfff, h&0xffffffffff)
 		},
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"api_key": f.Secret()}
-			}
-			return map[string]string{"api_key": "00000000-0000-4000-8000-000000000000"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool { return r.URL.Query().Get("apikey") == f.Secret() },
+		Credentials: secretCredentials("api_key", "", "00000000-0000-4000-8000-000000000000"),
+		Authorized:  func(f *Fake, r *http.Request) bool { return r.URL.Query().Get("apikey") == f.Secret() },
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			moosendEnvelope(w, 102, "INVALID_API_KEY", nil)
 		},

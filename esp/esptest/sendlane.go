@@ -21,20 +21,13 @@ import (
 
 func sendlaneSpec() Spec {
 	return Spec{
-		Slug:      "sendlane",
-		Limits:    esp.Limits{Rate: 4, Burst: 6},
-		PerList:   true,
-		ContactID: func(c SeedContact) string { return strconv.Itoa(c.Index + 1) },
-		ListID:    func(l int) string { return strconv.Itoa(9001 + l) },
-		Credentials: func(f *Fake, good bool) map[string]string {
-			if good {
-				return map[string]string{"api_key": f.Secret()}
-			}
-			return map[string]string{"api_key": "0000000000000000000000000000000000000000"}
-		},
-		Authorized: func(f *Fake, r *http.Request) bool {
-			return r.Header.Get("Authorization") == "Bearer "+f.Secret()
-		},
+		Slug:        "sendlane",
+		Limits:      esp.Limits{Rate: 4, Burst: 6},
+		PerList:     true,
+		ContactID:   func(c SeedContact) string { return strconv.Itoa(c.Index + 1) },
+		ListID:      func(l int) string { return strconv.Itoa(9001 + l) },
+		Credentials: secretCredentials("api_key", "", "0000000000000000000000000000000000000000"),
+		Authorized:  headerSecret("Authorization", "Bearer "),
 		Unauthorized: func(w http.ResponseWriter, r *http.Request) {
 			slMessage(w, 401, "Unauthenticated.", nil)
 		},
