@@ -75,10 +75,7 @@ type brevo struct {
 }
 
 func newBrevo(cfg Config) (Adapter, error) {
-	base := brevoBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(brevoBase)
 	key := cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("api-key", key)

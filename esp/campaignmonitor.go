@@ -71,10 +71,7 @@ type campaignmonitor struct {
 }
 
 func newCampaignmonitor(cfg Config) (Adapter, error) {
-	base := campaignmonitorBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(campaignmonitorBase)
 	key := cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("Authorization", "Basic "+basicAuth(key, "x"))

@@ -55,10 +55,7 @@ type constantContact struct {
 }
 
 func newConstantContact(cfg Config) (Adapter, error) {
-	host := constantContactBase
-	if cfg.BaseURL != "" {
-		host = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	host := cfg.baseURL(constantContactBase)
 	tok := cfg.Credentials["access_token"]
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+tok)

@@ -54,10 +54,7 @@ type convertkit struct {
 }
 
 func newConvertKit(cfg Config) (Adapter, error) {
-	base := convertkitBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(convertkitBase)
 	key, secret := cfg.Credentials["api_key"], cfg.Credentials["api_secret"]
 	return &convertkit{
 		base: base + "/v3", key: key, secret: secret,

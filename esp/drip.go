@@ -60,10 +60,7 @@ type drip struct {
 }
 
 func newDrip(cfg Config) (Adapter, error) {
-	base := dripBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(dripBase)
 	key, id := cfg.Credentials["api_key"], cfg.Credentials["account_id"]
 	h := http.Header{}
 	h.Set("Authorization", "Basic "+basicAuth(key, ""))

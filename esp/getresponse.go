@@ -54,10 +54,7 @@ type getresponse struct {
 }
 
 func newGetresponse(cfg Config) (Adapter, error) {
-	base := getresponseBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(getresponseBase)
 	key := cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("X-Auth-Token", "api-key "+key)

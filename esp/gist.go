@@ -55,10 +55,7 @@ type gist struct {
 }
 
 func newGist(cfg Config) (Adapter, error) {
-	base := gistBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(gistBase)
 	key := cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+key)

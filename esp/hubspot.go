@@ -93,10 +93,7 @@ type hubspot struct {
 }
 
 func newHubSpot(cfg Config) (Adapter, error) {
-	base := hubspotBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(hubspotBase)
 	tok := cfg.Credentials["access_token"]
 	// Searches are paced at 4/s unless the operator's limits for HubSpot say "unlimited" (Rate 0: fakes,
 	// benchmarks) or allow less.

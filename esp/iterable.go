@@ -90,9 +90,7 @@ func newIterable(cfg Config) (Adapter, error) {
 	if cfg.Credentials["region"] == "eu" {
 		base = iterableBaseEU
 	}
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base = cfg.baseURL(base)
 	key := cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("Api-Key", key)

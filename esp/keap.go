@@ -56,10 +56,7 @@ type keap struct {
 }
 
 func newKeap(cfg Config) (Adapter, error) {
-	base := keapBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(keapBase)
 	key := cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("X-Keap-API-Key", key)

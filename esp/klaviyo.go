@@ -34,10 +34,7 @@ type klaviyo struct {
 }
 
 func newKlaviyo(cfg Config) (Adapter, error) {
-	base := klaviyoBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(klaviyoBase)
 	key := cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("Authorization", "Klaviyo-API-Key "+key)

@@ -87,10 +87,7 @@ func newMailchimp(cfg Config) (Adapter, error) {
 	if !ok {
 		return nil, &CredentialError{Field: "api_key", Code: "invalid_credentials_format", Reason: "must end in -<dc>"}
 	}
-	base := "https://" + dc + ".api.mailchimp.com"
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL("https://" + dc + ".api.mailchimp.com")
 	h := http.Header{}
 	h.Set("Authorization", "Basic "+basicAuth("autofloss", key))
 	return &mailchimp{

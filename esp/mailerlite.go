@@ -40,10 +40,7 @@ type mailerlite struct {
 }
 
 func newMailerlite(cfg Config) (Adapter, error) {
-	base := mailerliteBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(mailerliteBase)
 	key := cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+key)

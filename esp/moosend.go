@@ -66,10 +66,7 @@ type moosend struct {
 }
 
 func newMoosend(cfg Config) (Adapter, error) {
-	base := moosendBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(moosendBase)
 	key := cfg.Credentials["api_key"]
 	return &moosend{
 		base: base + "/v3", key: key,

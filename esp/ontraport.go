@@ -60,10 +60,7 @@ type ontraport struct {
 }
 
 func newOntraport(cfg Config) (Adapter, error) {
-	base := ontraportBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(ontraportBase)
 	app, key := cfg.Credentials["app_id"], cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("Api-Appid", app)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -57,10 +56,7 @@ type sendlane struct {
 }
 
 func newSendlane(cfg Config) (Adapter, error) {
-	base := sendlaneBase
-	if cfg.BaseURL != "" {
-		base = strings.TrimRight(cfg.BaseURL, "/")
-	}
+	base := cfg.baseURL(sendlaneBase)
 	key := cfg.Credentials["api_key"]
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+key)
