@@ -192,7 +192,7 @@ func TestWriteBackActions(t *testing.T) {
 			if tc.db == "postgres" {
 				db = testenv.Postgres(t)
 			}
-			e := newEnv(t, envOpts{db: db, n: 600, seed: 3, credits: 10000, onFailure: tc.onFailure, preset: tc.preset, pageSize: 50})
+			e := newEnv(t, envOpts{db: db, n: 300, seed: 3, credits: 10000, onFailure: tc.onFailure, preset: tc.preset, pageSize: 50})
 			run, outcome, err := e.runner.Sync(e.ctx, jobs.SyncPayload{ConnectionID: e.cnx.ID}, jobs.SyncOptions{TaskID: "t"})
 			if err != nil || outcome != jobs.OutcomeDone {
 				t.Fatalf("sync: %s %v", outcome, err)
@@ -224,13 +224,13 @@ func TestIncremental(t *testing.T) {
 		window time.Duration
 	}{{"reuse_window", 30 * 24 * time.Hour}, {"no_window", time.Microsecond}} {
 		t.Run(tc.name, func(t *testing.T) {
-			const n = 1500
+			const n = 700
 			e := newEnv(t, envOpts{n: n, seed: 11, credits: 100000, window: tc.window})
 			first, outcome, err := e.runner.Sync(e.ctx, jobs.SyncPayload{ConnectionID: e.cnx.ID}, jobs.SyncOptions{})
 			if err != nil || outcome != jobs.OutcomeDone || first.Kind != store.RunFull {
 				t.Fatalf("first: %s %s %v", first.Kind, outcome, err)
 			}
-			touched := e.fake.Touch(40)
+			touched := e.fake.Touch(25)
 			changed := map[string]bool{}
 			for _, i := range touched {
 				changed[e.fake.Record(i).ID] = true
@@ -283,14 +283,14 @@ func TestIncremental(t *testing.T) {
 // TestCreditsRunOut: the balance ends mid-page; the run pauses with its checkpoint; credits arrive, the
 // scheduler re-enqueues it, a real worker resumes it; every contact is charged exactly once.
 func TestCreditsRunOut(t *testing.T) {
-	const n = 1200
-	e := newEnv(t, envOpts{n: n, seed: 5, credits: 333, pageSize: 100})
+	const n = 600
+	e := newEnv(t, envOpts{n: n, seed: 5, credits: 233, pageSize: 100})
 	run, outcome, err := e.runner.Sync(e.ctx, jobs.SyncPayload{ConnectionID: e.cnx.ID}, jobs.SyncOptions{TaskID: "first"})
 	if err != nil || outcome != jobs.OutcomePaused {
 		t.Fatalf("first attempt: %s %v", outcome, err)
 	}
 	run, _ = e.st.RunByID(e.ctx, run.ID)
-	if run.State != store.RunPausedNoCredits || run.Cursor == "" || run.CreditsUsed != 333 || e.balance() != 0 {
+	if run.State != store.RunPausedNoCredits || run.Cursor == "" || run.CreditsUsed != 233 || e.balance() != 0 {
 		t.Fatalf("paused run: state %s cursor %q credits %d balance %d", run.State, run.Cursor, run.CreditsUsed, e.balance())
 	}
 	// Without credits a retry changes nothing.
@@ -320,7 +320,7 @@ func TestCreditsRunOut(t *testing.T) {
 	if int64(got) != run.Counts.Verified+run.Counts.Reused || run.Counts.Reused != 0 {
 		t.Errorf("results %d, counts %+v", got, run.Counts)
 	}
-	if e.debited() != run.Counts.Verified || run.CreditsUsed != run.Counts.Verified || e.balance() != 5333-run.Counts.Verified {
+	if e.debited() != run.Counts.Verified || run.CreditsUsed != run.Counts.Verified || e.balance() != 5233-run.Counts.Verified {
 		t.Errorf("debited %d, credits used %d, verified %d, balance %d", e.debited(), run.CreditsUsed, run.Counts.Verified, e.balance())
 	}
 	if run.Counts.Seen != n {
@@ -331,7 +331,7 @@ func TestCreditsRunOut(t *testing.T) {
 // TestCredentialsRevokedMidRun: the platform starts answering 401 after a few pages; the connection is
 // disconnected with credentials_revoked, the run failed, and the task is not retried.
 func TestCredentialsRevokedMidRun(t *testing.T) {
-	e := newEnv(t, envOpts{n: 1000, seed: 9, credits: 10000, pageSize: 50})
+	e := newEnv(t, envOpts{n: 600, seed: 9, credits: 10000, pageSize: 50})
 	target, _ := url.Parse(e.fake.URL())
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	var requests atomic.Int64

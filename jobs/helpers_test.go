@@ -251,6 +251,8 @@ func startWorker(t *testing.T, addr string, r *jobs.Runner) {
 	t.Helper()
 	cfg := jobs.ServerConfig(4, 6, 3, 1, 5*time.Second)
 	cfg.LogLevel = asynq.FatalLevel
+	cfg.DelayedTaskCheckInterval = 100 * time.Millisecond
+	cfg.TaskCheckInterval = 50 * time.Millisecond
 	cfg.RetryDelayFunc = func(n int, err error, task *asynq.Task) time.Duration { return 100 * time.Millisecond }
 	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: addr}, cfg)
 	if err := srv.Start(jobs.NewServeMux(jobs.NewHandlers(r, nil))); err != nil {

@@ -21,7 +21,7 @@ import (
 // TestStopAfterPageAndResume: a graceful stop commits the page in hand and returns ErrStopping with the
 // checkpoint; the next call resumes there; every contact has one result and is charged once.
 func TestStopAfterPageAndResume(t *testing.T) {
-	e := newEnv(t, envOpts{n: 900, seed: 21, credits: 10000, pageSize: 100})
+	e := newEnv(t, envOpts{n: 500, seed: 21, credits: 10000, pageSize: 100})
 	stop := make(chan struct{})
 	var pages atomic.Int64
 	run, outcome, err := e.runner.Sync(e.ctx, jobs.SyncPayload{ConnectionID: e.cnx.ID}, jobs.SyncOptions{TaskID: "a", Stop: stop,
@@ -41,7 +41,7 @@ func TestStopAfterPageAndResume(t *testing.T) {
 		t.Fatalf("resume: %s %v", outcome, err)
 	}
 	got := e.checkContacts(run, "normal", jobs.OnFailureUpdateFields, time.Now().UTC().Format("2006-01-02"))
-	if int64(got) != run.Counts.Verified || e.debited() != run.Counts.Verified || run.Counts.Seen != 900 {
+	if int64(got) != run.Counts.Verified || e.debited() != run.Counts.Verified || run.Counts.Seen != 500 {
 		t.Errorf("results %d, counts %+v, debited %d", got, run.Counts, e.debited())
 	}
 }
@@ -49,7 +49,7 @@ func TestStopAfterPageAndResume(t *testing.T) {
 // TestLeaseOneRunAtATime: two tasks for one connection at once: one runs, the other is told to retry
 // (ErrLeaseBusy, not a failure); retried afterwards it finds the run done and does nothing.
 func TestLeaseOneRunAtATime(t *testing.T) {
-	e := newEnv(t, envOpts{n: 800, seed: 23, credits: 10000, pageSize: 50})
+	e := newEnv(t, envOpts{n: 400, seed: 23, credits: 10000, pageSize: 50})
 	nr := jobs.NewRunFor(e.cnx, time.Minute)
 	run, _, err := e.st.OpenOrCreateRun(e.ctx, nr)
 	if err != nil {
