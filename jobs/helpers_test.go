@@ -124,11 +124,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		o.window = 30 * 24 * time.Hour
 	}
 	st := testenv.Store(t, o.db)
-	world, err := verifytest.NewWorld(verifytest.WorldOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(world.Close)
+	world := newWorld(t)
 	vo, err := world.EngineOptions()
 	if err != nil {
 		t.Fatal(err)
@@ -280,4 +276,20 @@ func (e *env) waitRun(runID string, timeout time.Duration, states ...string) sto
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// newWorld starts the loopback DNS+SMTP world, retrying a few times: NewWorld picks free ports and listens
+// on them again, which another process on a busy machine can win in between ("address already in use").
+func newWorld(t *testing.T) *verifytest.World {
+	t.Helper()
+	var err error
+	for range 5 {
+		var w *verifytest.World
+		if w, err = verifytest.NewWorld(verifytest.WorldOptions{}); err == nil {
+			t.Cleanup(w.Close)
+			return w
+		}
+	}
+	t.Fatalf("verify world: %v", err)
+	return nil
 }
