@@ -233,6 +233,26 @@ func TrapLists() (*verify.Lists, error) {
 	return l.With(verify.ListSpamTrap, DomainTrap)
 }
 
+// listenUDPAndTCP binds one loopback port for both UDP and TCP (DNS answers on both). The UDP port is
+// chosen by the kernel; its TCP twin may be taken by someone else on a busy machine, so it tries again.
+func listenUDPAndTCP() (net.PacketConn, net.Listener, error) {
+	var lastErr error
+	for range 50 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			return pc, ln, nil
+		}
+		_ = pc.Close()
+		lastErr = err
+	}
+	return nil, nil, lastErr
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -333,14 +353,8 @@ func (w *World) startSMTP(name string, rcpt func(string) error) (int, error) {
 // ---- DNS ----
 
 func (w *World) startDNS() error {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, ln, err := listenUDPAndTCP()
 	if err != nil {
-		return err
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		_ = pc.Close()
 		return err
 	}
 	h := dns.HandlerFunc(w.serveDNS)
