@@ -383,7 +383,7 @@ func (w *World) startDNS() error {
 			return errors.New("dns server did not start")
 		}
 	}
-	w.DNSAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	w.DNSAddr = ln.Addr().String()
 	return nil
 }
 
