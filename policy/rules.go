@@ -82,6 +82,11 @@ func ValidateRule(keyword, matchOn string) (Rule, error) {
 	if err != nil {
 		return Rule{}, fmt.Errorf("match_on: %w", err)
 	}
+	// A domain keyword is matched without a leading @ and a trailing dot: "." or "@" alone would be a rule
+	// that matches nothing (found by FuzzRules).
+	if m == MatchDomain && strings.TrimPrefix(strings.TrimSuffix(k, "."), "@") == "" {
+		return Rule{}, fmt.Errorf("keyword: %w", ErrKeywordEmpty)
+	}
 	return Rule{Keyword: k, MatchOn: m}, nil
 }
 
