@@ -57,8 +57,12 @@ func ServerConfig(concurrency int, critical, def, low int, shutdown time.Duratio
 
 // IsFailure is the asynq IsFailure rule: a run stopped for a graceful shutdown or waiting for a lease is
 // retried without counting as a failed attempt (so shutdowns and crashes never use up a run's retries).
+// A crash is asynq.ErrLeaseExpired: asynq's recoverer hands the task of a dead worker back with it; counted
+// as a failure, every crash doubled the next retry's backoff (the sixth crash of one run waited over 30 s
+// more, found by reliability.TestWorkerKilled) and ate one of the run's retries.
 func IsFailure(err error) bool {
-	return !errors.Is(err, ErrStopping) && !errors.Is(err, ErrLeaseBusy) && !errors.Is(err, ErrLeaseLost)
+	return !errors.Is(err, ErrStopping) && !errors.Is(err, ErrLeaseBusy) && !errors.Is(err, ErrLeaseLost) &&
+		!errors.Is(err, asynq.ErrLeaseExpired)
 }
 
 // RetryDelay is the asynq RetryDelayFunc: the wait a RetryableError names (the platform's retry-after, a
