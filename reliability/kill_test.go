@@ -2,9 +2,9 @@ package reliability_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"strconv"
-	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
