@@ -29,7 +29,7 @@ type SchedulerConfig struct {
 	// ResumeWindow is the time window of the TaskID of a resumed run (paused for credits, or stale): one such
 	// task per run and window (0 = VerifyFirstInterval, at least 1 minute).
 	ResumeWindow time.Duration
-	Concurrency  int // connections enqueued at once (0 = 4)
+	Concurrency  int // tasks sent to Redis at once (0 = 16; the batch's runs are opened in one transaction first)
 }
 
 // Scheduler selects due connections and enqueues their floss runs. Several replicas may tick at the same
@@ -57,7 +57,7 @@ func NewScheduler(st *store.Store, enq Enqueuer, cfg SchedulerConfig, log zerolo
 		cfg.ResumeWindow = max(cfg.VerifyFirstInterval, time.Minute)
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 4
+		cfg.Concurrency = 16
 	}
 	if now == nil {
 		now = time.Now
@@ -91,16 +91,42 @@ func (s *Scheduler) TickStats(ctx context.Context) (TickStats, error) {
 			return TickStats{}, err
 		}
 		due.Add(int64(len(cs)))
+		// The batch's runs are opened in ONE store transaction (store.OpenOrCreateRuns), then the tasks go
+		// to Redis through a bounded pool (asynq has no batch enqueue).
+		var want []store.Connection
+		var nrs []store.NewRun
+		for _, c := range cs {
+			if !s.wanted(ctx, c, now) {
+				skip.Add(1)
+				continue
+			}
+			want = append(want, c)
+			nrs = append(nrs, NewRunFor(c, s.cfg.IncrementalLookback))
+		}
+		opened, err := s.st.OpenOrCreateRuns(ctx, nrs)
+		if err != nil && ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			// A failed batch (e.g. a PostgreSQL serialization or deadlock abort) falls back to one
+			// transaction per connection, so one connection's trouble still does not stop the tick.
+			s.log.Warn().Err(err).Int("connections", len(want)).Msg("batch open runs failed; opening one by one")
+			opened = nil
+		}
+		opts := enqueueOptions{staleAfter: s.cfg.StaleAfter, window: s.cfg.ResumeWindow}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(s.cfg.Concurrency)
-		for _, c := range cs {
+		for _, c := range want {
 			g.Go(func() error {
-				if !s.wanted(gctx, c, now) {
-					skip.Add(1)
-					return nil
+				var fresh bool
+				var err error
+				if opened == nil {
+					fresh, err = EnqueueRun(gctx, s.st, s.enq, c, s.cfg.IncrementalLookback, QueueLow, now, s.m, "scheduler", opts)
+				} else if o, ok := opened[c.ID]; ok {
+					fresh, err = enqueueOpened(gctx, s.enq, c, o.Run, o.Created, QueueLow, now, s.m, "scheduler", opts)
+				} else {
+					err = store.ErrNotFound // deleted since it was selected
 				}
-				fresh, err := EnqueueRun(gctx, s.st, s.enq, c, s.cfg.IncrementalLookback, QueueLow, now, s.m, "scheduler",
-					enqueueOptions{staleAfter: s.cfg.StaleAfter, window: s.cfg.ResumeWindow})
 				if err != nil {
 					s.log.Error().Err(err).Str("connection_id", c.ID).Msg("enqueue floss:sync")
 					return nil // one connection's trouble does not stop the tick
@@ -161,6 +187,12 @@ func EnqueueRun(ctx context.Context, st *store.Store, enq Enqueuer, c store.Conn
 	if err != nil {
 		return false, err
 	}
+	return enqueueOpened(ctx, enq, c, run, created, queue, now, m, source, o)
+}
+
+// enqueueOpened is EnqueueRun after the run was opened or found (created: opened by this caller).
+func enqueueOpened(ctx context.Context, enq Enqueuer, c store.Connection, run store.Run, created bool, queue string,
+	now time.Time, m *Metrics, source string, o enqueueOptions) (fresh bool, err error) {
 	resume := !created && (run.State == store.RunPausedNoCredits || now.Sub(run.UpdatedAt) > o.staleAfter)
 	if !created && !resume && run.State == store.RunRunning {
 		m.enqueue(source, "duplicate")
