@@ -8,58 +8,44 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/autofloss/autofloss/config"
 	"github.com/autofloss/autofloss/esp"
+	"github.com/autofloss/autofloss/esp/espconfig"
 	"github.com/autofloss/autofloss/internal/app"
 )
 
-// ESPOptions glues the ESP section of the config to the esp package: base-URL overrides, API revisions,
-// and per-platform limits for the shared client.
-func ESPOptions(c config.ESP) (esp.Options, esp.ClientOptions) {
-	o := esp.Options{BaseURLs: map[string]string{}, Revisions: map[string]string{}}
-	co := esp.ClientOptions{RequestTimeout: c.Timeout, Limits: map[string]esp.Limits{}}
-	if c.MaxRetries > 0 {
-		co.Retry.MaxAttempts = c.MaxRetries + 1
-	}
-	reg := esp.Platforms()
-	for slug, p := range c.Platforms {
-		if p.BaseURL != "" {
-			o.BaseURLs[slug] = p.BaseURL
-		}
-		if p.Revision != "" {
-			o.Revisions[slug] = p.Revision
-		}
-		if p.RatePerSecond > 0 || p.Burst > 0 {
-			def, _ := reg.Lookup(slug)
-			l := def.Limits
-			if p.RatePerSecond > 0 {
-				l.Rate = p.RatePerSecond
-			}
-			if p.Burst > 0 {
-				l.Burst = p.Burst
-			}
-			co.Limits[slug] = l
-		}
-	}
-	return o, co
+// Shared are the parts of a process that the API shares with the pipeline when both run in one process
+// (`autofloss serve`): one esp.Client (connect checks and floss runs of an account share its rate limiter),
+// one Prometheus registry (/metrics shows every series) and one enqueuer. A nil field is created by FromApp.
+type Shared struct {
+	Client   *esp.Client
+	Metrics  *prometheus.Registry
+	Enqueuer Enqueuer
 }
 
 // FromApp builds the API handler of a started process (cmd/api, `autofloss serve`): the esp registry and
-// shared client from the config, an asynq client on the process's Redis, a fresh Prometheus registry with
-// the Go and process collectors. close releases the asynq client.
-func FromApp(a *app.App) (h http.Handler, close func(), err error) {
+// client from the config, an asynq client on the process's Redis, a Prometheus registry with the Go and
+// process collectors — each unless shared gives it. close releases what FromApp created.
+func FromApp(a *app.App, shared Shared) (h http.Handler, close func(), err error) {
 	reg := esp.Platforms()
-	opts, copts := ESPOptions(a.Config.ESP)
-	client := esp.NewClient(copts)
-	enq := asynq.NewClient(a.RedisOpt)
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts, copts := espconfig.Options(a.Config.ESP)
+	if shared.Client == nil {
+		shared.Client = esp.NewClient(copts)
+	}
+	closeFn := func() {}
+	if shared.Enqueuer == nil {
+		enq := asynq.NewClient(a.RedisOpt)
+		shared.Enqueuer, closeFn = enq, func() { _ = enq.Close() }
+	}
+	if shared.Metrics == nil {
+		shared.Metrics = prometheus.NewRegistry()
+		shared.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 	srv := a.Config.Server
 	h, err = New(Deps{
 		Store:    a.Store,
 		Registry: reg,
-		Adapters: RegistryAdapters{Registry: reg, Client: client, Options: opts},
-		Enqueuer: enq,
+		Adapters: RegistryAdapters{Registry: reg, Client: shared.Client, Options: opts},
+		Enqueuer: shared.Enqueuer,
 		Redis:    CheckFunc(func(ctx context.Context) error { return a.Redis.Ping(ctx).Err() }),
 		Queues:   a.RedisOpt,
 		Settings: Settings{
@@ -67,12 +53,12 @@ func FromApp(a *app.App) (h http.Handler, close func(), err error) {
 			IdempotencyTTL: srv.IdempotencyTTL, IncrementalLookback: a.Config.Scheduler.IncrementalLookback,
 			BaseURLs: opts.BaseURLs,
 		},
-		Metrics: metrics,
+		Metrics: shared.Metrics,
 		Logger:  a.Log,
 	})
 	if err != nil {
-		_ = enq.Close()
+		closeFn()
 		return nil, nil, err
 	}
-	return h, func() { _ = enq.Close() }, nil
+	return h, closeFn, nil
 }

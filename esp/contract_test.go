@@ -296,8 +296,11 @@ func contract(t *testing.T, p esp.Platform) {
 		}
 		// The converse: a client without a limiter (and without retries) is throttled by the fake with the
 		// platform's own signal, which the client reports as ErrThrottled.
+		// Its fake allows a slow steady rate, so even a -race build on a loaded machine outruns it.
+		slow := esp.Limits{Rate: 0.5, Burst: 3}
+		hs := newHarness(t, slug, setup{seed: esptest.Seed{N: 150, Seed: 5, Lists: 3}, fakeLimits: &slow, clientLim: &slow, pageSize: 10})
 		free := esp.NewClient(esp.ClientOptions{Retry: esp.Retry{MaxAttempts: 1}, Limits: map[string]esp.Limits{slug: {}}})
-		a, err := h.reg.Open(slug, h.fake.Credentials(true), free, h.opts)
+		a, err := hs.reg.Open(slug, hs.fake.Credentials(true), free, hs.opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -306,7 +309,7 @@ func contract(t *testing.T, p esp.Platform) {
 				break
 			}
 		}
-		if !errors.Is(err, esp.ErrThrottled) || h.fake.Stats().Throttled == 0 {
+		if !errors.Is(err, esp.ErrThrottled) || hs.fake.Stats().Throttled == 0 {
 			t.Fatal("an unlimited client was never throttled: the fake does not enforce the limit")
 		}
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/autofloss/autofloss/config"
 	"github.com/autofloss/autofloss/esp"
+	"github.com/autofloss/autofloss/esp/espconfig"
 	"github.com/autofloss/autofloss/policy"
 	"github.com/autofloss/autofloss/store"
 	"github.com/autofloss/autofloss/verify"
@@ -72,41 +73,10 @@ func (d *Deps) defaults() error {
 	return nil
 }
 
-// ESPOptions glues the ESP section of the config to the esp package (base-URL overrides, revisions and
-// per-platform limits), the same mapping the API uses, so worker and API treat a platform alike.
-func ESPOptions(c config.ESP) (esp.Options, esp.ClientOptions) {
-	o := esp.Options{BaseURLs: map[string]string{}, Revisions: map[string]string{}}
-	co := esp.ClientOptions{RequestTimeout: c.Timeout, Limits: map[string]esp.Limits{}}
-	if c.MaxRetries > 0 {
-		co.Retry.MaxAttempts = c.MaxRetries + 1
-	}
-	reg := esp.Platforms()
-	for slug, p := range c.Platforms {
-		if p.BaseURL != "" {
-			o.BaseURLs[slug] = p.BaseURL
-		}
-		if p.Revision != "" {
-			o.Revisions[slug] = p.Revision
-		}
-		if p.RatePerSecond > 0 || p.Burst > 0 {
-			def, _ := reg.Lookup(slug)
-			l := def.Limits
-			if p.RatePerSecond > 0 {
-				l.Rate = p.RatePerSecond
-			}
-			if p.Burst > 0 {
-				l.Burst = p.Burst
-			}
-			co.Limits[slug] = l
-		}
-	}
-	return o, co
-}
-
 // DepsFromConfig builds the pipeline's dependencies from the config: the registry, ONE shared esp.Client
 // (its Observer feeding m), the verify engine. close releases the engine's pooled SMTP sessions.
 func DepsFromConfig(cfg config.Config, st *store.Store, log zerolog.Logger, m *Metrics) (Deps, func(), error) {
-	opts, copts := ESPOptions(cfg.ESP)
+	opts, copts := espconfig.Options(cfg.ESP)
 	if m != nil {
 		copts.Observer = m.Observer()
 	}

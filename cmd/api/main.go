@@ -32,7 +32,7 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer a.Close()
-	h, closeAPI, err := api.FromApp(a)
+	h, closeAPI, err := api.FromApp(a, api.Shared{})
 	if err != nil {
 		fmt.Fprintln(stderr, "api:", err)
 		return 1

@@ -36,7 +36,9 @@ func TestServeSandbox(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, logs syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "-sandbox", "-config", cfg}, strings.NewReader(""), &out, &logs) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "-sandbox", "-config", cfg}, strings.NewReader(""), &out, &logs)
+	}()
 	defer func() {
 		cancel()
 		select {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 
 	"github.com/autofloss/autofloss/api"
@@ -9,32 +8,19 @@ import (
 )
 
 // serveHandler is serve's HTTP surface: the integrations API and the verify_first webhooks (/v1/hooks/) on
-// one mux. The API is built like api.FromApp but on the pipeline's Prometheus registry (so /metrics shows
-// the pipeline's series too) and with the pipeline's esp.Client (one per process: connect checks and
-// floss runs of an account share its rate limiter). close releases the API's asynq client.
+// one mux. The API shares the pipeline's esp.Client (connect checks and floss runs of an account share its
+// rate limiter), its Prometheus registry (/metrics shows the pipeline's series too) and its enqueuer.
 func serveHandler(a *app.App, p *app.Pipeline) (http.Handler, func(), error) {
-	d := p.Runner.Deps()
-	srv := a.Config.Server
-	h, err := api.New(api.Deps{
-		Store:    a.Store,
-		Registry: d.Registry,
-		Adapters: api.RegistryAdapters{Registry: d.Registry, Client: d.Client, Options: d.ESP},
-		Enqueuer: p.Enqueuer,
-		Redis:    api.CheckFunc(func(ctx context.Context) error { return a.Redis.Ping(ctx).Err() }),
-		Queues:   a.RedisOpt,
-		Settings: api.Settings{
-			MaxBodyBytes: srv.MaxBodyBytes, RateLimitPerMinute: srv.RateLimitPerMinute, AdminToken: srv.AdminToken,
-			IdempotencyTTL: srv.IdempotencyTTL, IncrementalLookback: a.Config.Scheduler.IncrementalLookback,
-			BaseURLs: d.ESP.BaseURLs,
-		},
-		Metrics: p.Metrics,
-		Logger:  a.Log,
-	})
+	shared := api.Shared{Client: p.Runner.Deps().Client, Metrics: p.Metrics}
+	if p.Enqueuer != nil {
+		shared.Enqueuer = p.Enqueuer
+	}
+	h, closeAPI, err := api.FromApp(a, shared)
 	if err != nil {
 		return nil, nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/hooks/", a.Hooks(p))
 	mux.Handle("/", h)
-	return mux, func() {}, nil
+	return mux, closeAPI, nil
 }
