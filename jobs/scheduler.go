@@ -85,45 +85,68 @@ func (s *Scheduler) TickStats(ctx context.Context) (TickStats, error) {
 	q := store.DueQuery{Now: now, FlossInterval: s.cfg.FlossInterval, VerifyFirstInterval: s.cfg.VerifyFirstInterval,
 		StaleAfter: s.cfg.StaleAfter, Page: store.Page{Limit: s.cfg.BatchSize}}
 	var due, enq, dup, skip atomic.Int64
-	for {
-		cs, next, err := s.st.DueConnections(ctx, q)
-		if err != nil {
-			return TickStats{}, err
-		}
-		due.Add(int64(len(cs)))
-		// The batch's runs are opened in ONE store transaction (store.OpenOrCreateRuns), then the tasks go
-		// to Redis through a bounded pool (asynq has no batch enqueue).
-		var want []store.Connection
-		var nrs []store.NewRun
-		for _, c := range cs {
-			if !s.wanted(ctx, c, now) {
-				skip.Add(1)
-				continue
+	// Two stages, one page apart: a producer selects a page of due connections and opens their runs in ONE
+	// store transaction (store.OpenOrCreateRuns) while the previous page's tasks go to Redis through a
+	// bounded pool (asynq has no batch enqueue). At most one opened page waits for the pool.
+	type batch struct {
+		want   []store.Connection
+		opened map[string]store.OpenedRun // nil: the batch open failed; open one by one
+	}
+	batches := make(chan batch, 1)
+	var qerr error
+	go func() {
+		defer close(batches)
+		for {
+			cs, next, err := s.st.DueConnections(ctx, q)
+			if err != nil {
+				qerr = err
+				return
 			}
-			want = append(want, c)
-			nrs = append(nrs, NewRunFor(c, s.cfg.IncrementalLookback))
+			due.Add(int64(len(cs)))
+			var b batch
+			var nrs []store.NewRun
+			for _, c := range cs {
+				if !s.wanted(ctx, c, now) {
+					skip.Add(1)
+					continue
+				}
+				b.want = append(b.want, c)
+				nrs = append(nrs, NewRunFor(c, s.cfg.IncrementalLookback))
+			}
+			opened, err := s.st.OpenOrCreateRuns(ctx, nrs)
+			if err != nil && ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				// A failed batch (e.g. a PostgreSQL deadlock abort) falls back to one transaction per
+				// connection, so one connection's trouble still does not stop the tick.
+				s.log.Warn().Err(err).Int("connections", len(b.want)).Msg("batch open runs failed; opening one by one")
+				opened = nil
+			}
+			b.opened = opened
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+			if next == "" {
+				return
+			}
+			q.Page.Cursor = next
 		}
-		opened, err := s.st.OpenOrCreateRuns(ctx, nrs)
-		if err != nil && ctx.Err() != nil {
-			break
-		}
-		if err != nil {
-			// A failed batch (e.g. a PostgreSQL serialization or deadlock abort) falls back to one
-			// transaction per connection, so one connection's trouble still does not stop the tick.
-			s.log.Warn().Err(err).Int("connections", len(want)).Msg("batch open runs failed; opening one by one")
-			opened = nil
-		}
-		opts := enqueueOptions{staleAfter: s.cfg.StaleAfter, window: s.cfg.ResumeWindow}
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(s.cfg.Concurrency)
-		for _, c := range want {
+	}()
+	opts := enqueueOptions{staleAfter: s.cfg.StaleAfter, window: s.cfg.ResumeWindow}
+	var g errgroup.Group
+	g.SetLimit(s.cfg.Concurrency)
+	for b := range batches {
+		for _, c := range b.want {
 			g.Go(func() error {
 				var fresh bool
 				var err error
-				if opened == nil {
-					fresh, err = EnqueueRun(gctx, s.st, s.enq, c, s.cfg.IncrementalLookback, QueueLow, now, s.m, "scheduler", opts)
-				} else if o, ok := opened[c.ID]; ok {
-					fresh, err = enqueueOpened(gctx, s.enq, c, o.Run, o.Created, QueueLow, now, s.m, "scheduler", opts)
+				if b.opened == nil {
+					fresh, err = EnqueueRun(ctx, s.st, s.enq, c, s.cfg.IncrementalLookback, QueueLow, now, s.m, "scheduler", opts)
+				} else if o, ok := b.opened[c.ID]; ok {
+					fresh, err = enqueueOpened(ctx, s.enq, c, o.Run, o.Created, QueueLow, now, s.m, "scheduler", opts)
 				} else {
 					err = store.ErrNotFound // deleted since it was selected
 				}
@@ -139,13 +162,10 @@ func (s *Scheduler) TickStats(ctx context.Context) (TickStats, error) {
 				return nil
 			})
 		}
-		if err := g.Wait(); err != nil {
-			return TickStats{}, err
-		}
-		if next == "" || ctx.Err() != nil {
-			break
-		}
-		q.Page.Cursor = next
+	}
+	_ = g.Wait() // the pool's functions never fail: errors are logged per connection
+	if qerr != nil {
+		return TickStats{}, qerr
 	}
 	st := TickStats{Due: int(due.Load()), Enqueued: int(enq.Load()), Duplicates: int(dup.Load()), Skipped: int(skip.Load())}
 	s.log.Info().Int("due", st.Due).Int("enqueued", st.Enqueued).Int("duplicates", st.Duplicates).Int("skipped", st.Skipped).Msg("scheduler tick")
