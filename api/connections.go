@@ -51,7 +51,7 @@ func (s *server) patchConnection(w http.ResponseWriter, r *http.Request) {
 		"auto_floss_enabled": true, "on_failure": true}
 	for _, k := range sortedKeys(top) {
 		if !allowed[k] {
-			s.fail(w, r, invalid("unknown_field", k, k+" is not a field of this request"))
+			s.fail(w, r, unknownField("", k))
 			return
 		}
 	}

@@ -72,7 +72,7 @@ func exactFields(body []byte, dst any, prefix string) error {
 	}
 	for _, k := range sortedKeys(members) {
 		if !names[k] {
-			return invalid("unknown_field", prefix+k, prefix+k+" is not a field of this request")
+			return unknownField(prefix, k)
 		}
 	}
 	return nil
@@ -95,9 +95,24 @@ func decodeError(err error, prefix string) error {
 		return invalid("invalid_json", "", "the request body is not valid JSON")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
-		return invalid("unknown_field", prefix+name, fmt.Sprintf("%s is not a field of this request", prefix+name))
+		return unknownField(prefix, name)
 	}
 	return invalid("invalid_json", "", "the request body could not be decoded")
+}
+
+// unknownField is the 400 for a member that is not a field of the request (prefix "" or "rules[3].").
+// A member with an empty name cannot be named: the field is then the enclosing element (none at the top
+// level) and the message says what is wrong (found by FuzzRuleBody: `{"":1}` answered " is not a field").
+func unknownField(prefix, name string) error {
+	if name == "" {
+		where := strings.TrimSuffix(prefix, ".")
+		in := "the request body"
+		if where != "" {
+			in = where
+		}
+		return invalid("unknown_field", where, "a member with an empty name in "+in+" is not a field of this request")
+	}
+	return invalid("unknown_field", prefix+name, prefix+name+" is not a field of this request")
 }
 
 func jsonKind(goKind string) string {

@@ -238,7 +238,7 @@ func (s *server) connect(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(st.body, &top)
 	for _, k := range sortedKeys(top) {
 		if k != "name" && k != "credentials" {
-			s.fail(w, r, invalid("unknown_field", k, k+" is not a field of this request"))
+			s.fail(w, r, unknownField("", k))
 			return
 		}
 	}
@@ -328,7 +328,7 @@ func (s *server) reconnect(w http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(st.body, &top)
 		for _, k := range sortedKeys(top) {
 			if k != "credentials" {
-				s.fail(w, r, invalid("unknown_field", k, k+" is not a field of this request"))
+				s.fail(w, r, unknownField("", k))
 				return
 			}
 		}
