@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -50,12 +52,11 @@ func (s *Store) AddCredits(ctx context.Context, accountID string, amount int64, 
 // applyDelta changes the balance (never below zero) and writes the ledger entry, inside tx.
 func (s *Store) applyDelta(ctx context.Context, tx *sqlx.Tx, accountID string, delta int64, ref, reason, runID string) (int64, error) {
 	now := s.now()
-	res, err := tx.ExecContext(ctx, s.q(`UPDATE credit_balances SET balance = balance + ?, updated_at = ?
-		WHERE account_id = ? AND balance + ? >= 0`), delta, s.tv(now), accountID, delta)
-	if err != nil {
-		return 0, fmt.Errorf("store: update balance: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	// One statement: the guarded update returns the new balance (no row: unknown account or not enough).
+	var balance int64
+	err := tx.QueryRowxContext(ctx, s.q(`UPDATE credit_balances SET balance = balance + ?, updated_at = ?
+		WHERE account_id = ? AND balance + ? >= 0 RETURNING balance`), delta, s.tv(now), accountID, delta).Scan(&balance)
+	if errors.Is(err, sql.ErrNoRows) {
 		var exists int
 		if err := tx.GetContext(ctx, &exists, s.q(`SELECT COUNT(*) FROM credit_balances WHERE account_id = ?`), accountID); err != nil {
 			return 0, err
@@ -65,9 +66,8 @@ func (s *Store) applyDelta(ctx context.Context, tx *sqlx.Tx, accountID string, d
 		}
 		return 0, ErrInsufficientCredits
 	}
-	var balance int64
-	if err := tx.GetContext(ctx, &balance, s.q(`SELECT balance FROM credit_balances WHERE account_id = ?`), accountID); err != nil {
-		return 0, err
+	if err != nil {
+		return 0, fmt.Errorf("store: update balance: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO credit_ledger (account_id, delta, balance_after, ref, reason, run_id, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`), accountID, delta, balance, ref, reason, nullString(runID), s.tv(now)); err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -303,31 +304,12 @@ func (s *Store) CommitPage(ctx context.Context, pc PageCommit) (PageOutcome, err
 			return fmt.Errorf("store: run by_reason: %w", err)
 		}
 		var d RunCounts
-		ins := s.q(`INSERT INTO results (run_id, connection_id, contact_id, list_id, email, email_lower, status, reason, passed,
-			suggestion, action, reused, evidence, verified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (run_id, list_id, contact_id) DO NOTHING`)
-		stmt, err := tx.PreparexContext(ctx, ins)
+		inserted, err := s.insertResults(ctx, tx, pc.RunID, cnxID, pc.Results)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
-		for _, r := range pc.Results {
-			ev := r.Evidence
-			if len(ev) == 0 {
-				ev = json.RawMessage(`{}`)
-			}
-			vat := r.VerifiedAt
-			if vat.IsZero() {
-				vat = s.now()
-			}
-			res, err := stmt.ExecContext(ctx, pc.RunID, cnxID, r.ContactID, r.ListID, r.Email, strings.ToLower(r.Email), r.Status,
-				r.Reason, r.Passed, r.Suggestion, r.Action, r.Reused, string(ev), s.tv(vat))
-			if err != nil {
-				return fmt.Errorf("store: insert result: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
+		for _, i := range inserted {
+			r := pc.Results[i]
 			out.Inserted++
 			if r.Reused {
 				d.Reused++
@@ -369,14 +351,77 @@ func (s *Store) CommitPage(ctx context.Context, pc PageCommit) (PageOutcome, err
 			args = append(args, *pc.Total)
 		}
 		args = append(args, pc.RunID)
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE floss_runs SET `+sets+` WHERE id = ?`), args...)
+		// RETURNING: the run as committed, without a read after the transaction.
+		out.Run, err = scanRun(tx.QueryRowxContext(ctx, s.q(`UPDATE floss_runs SET `+sets+` WHERE id = ? RETURNING `+runCols), args...))
 		return err
 	})
 	if err != nil {
 		return PageOutcome{}, err
 	}
-	out.Run, err = s.RunByID(ctx, pc.RunID)
-	return out, err
+	return out, nil
+}
+
+// resultsChunk is the rows of one multi-row result INSERT: 14 parameters a row, 7,000 a statement, far
+// below SQLite's variable limit (32,766) and PostgreSQL's (65,535).
+const resultsChunk = 500
+
+// insertResults inserts a page's results with multi-row INSERTs (ON CONFLICT DO NOTHING: a result already
+// stored for the run, list and contact is left alone) and returns the indexes in rs of the rows newly
+// inserted, in order. RETURNING names the inserted rows; when a contact appears twice its first
+// occurrence is the one inserted (rows are inserted in order), as with one INSERT per result.
+func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID string, rs []NewResult) ([]int, error) {
+	var inserted []int
+	var b strings.Builder
+	for start := 0; start < len(rs); start += resultsChunk {
+		chunk := rs[start:min(start+resultsChunk, len(rs))]
+		b.Reset()
+		b.WriteString(`INSERT INTO results (run_id, connection_id, contact_id, list_id, email, email_lower, status, reason, passed,
+			suggestion, action, reused, evidence, verified_at) VALUES `)
+		args := make([]any, 0, 14*len(chunk))
+		first := make(map[[2]string]int, len(chunk))
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			ev := r.Evidence
+			if len(ev) == 0 {
+				ev = json.RawMessage(`{}`)
+			}
+			vat := r.VerifiedAt
+			if vat.IsZero() {
+				vat = s.now()
+			}
+			args = append(args, runID, cnxID, r.ContactID, r.ListID, r.Email, strings.ToLower(r.Email), r.Status,
+				r.Reason, r.Passed, r.Suggestion, r.Action, r.Reused, string(ev), s.tv(vat))
+			if _, ok := first[[2]string{r.ListID, r.ContactID}]; !ok {
+				first[[2]string{r.ListID, r.ContactID}] = start + i
+			}
+		}
+		b.WriteString(` ON CONFLICT (run_id, list_id, contact_id) DO NOTHING RETURNING list_id, contact_id`)
+		rows, err := tx.QueryContext(ctx, s.q(b.String()), args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: insert results: %w", err)
+		}
+		from := len(inserted)
+		for rows.Next() {
+			var list, contact string
+			if err := rows.Scan(&list, &contact); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: insert results: %w", err)
+			}
+			if i, ok := first[[2]string{list, contact}]; ok {
+				inserted = append(inserted, i)
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: insert results: %w", err)
+		}
+		slices.Sort(inserted[from:]) // RETURNING's order is not promised
+	}
+	return inserted, nil
 }
 
 // ResultFilter narrows ListResults; empty fields match everything.
