@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode"
 )
 
 // Limits are one platform account's request budget as a token bucket (Rate requests per second, Burst at
@@ -158,7 +159,9 @@ func (p Platform) Validate(creds map[string]string, override string) (map[string
 		if len(f.Enum) > 0 && !contains(f.Enum, v) {
 			return nil, &CredentialError{Field: f.Name, Code: "invalid_credentials_format", Reason: "must be one of " + strings.Join(f.Enum, ", ")}
 		}
-		if strings.ContainsAny(v, "\r\n\x00") {
+		// Any control character (DEL included): Go's HTTP client refuses such a header value, which would
+		// surface as "platform unreachable" instead of a format error (found by FuzzConnectBody).
+		if strings.ContainsFunc(v, unicode.IsControl) {
 			return nil, &CredentialError{Field: f.Name, Code: "invalid_credentials_format", Reason: "contains control characters"}
 		}
 		out[f.Name] = v
