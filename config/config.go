@@ -124,9 +124,11 @@ type QueueWeights struct {
 // ESP configures the platform clients. Platforms holds the per-slug settings, written in YAML directly
 // under `esp:` (`esp: {klaviyo: {base_url: …}}`).
 type ESP struct {
-	Timeout    time.Duration       `yaml:"timeout"`     // per HTTP request
-	MaxRetries int                 `yaml:"max_retries"` // on throttling, 5xx and timeouts
-	Platforms  map[string]Platform `yaml:"-"`
+	Timeout    time.Duration `yaml:"timeout"`     // per HTTP request
+	MaxRetries int           `yaml:"max_retries"` // on throttling, 5xx and timeouts
+	// RetryBaseDelay is the first backoff of those retries; each next one doubles, with jitter.
+	RetryBaseDelay time.Duration       `yaml:"retry_base_delay"`
+	Platforms      map[string]Platform `yaml:"-"`
 }
 
 // Platform is one platform's override. Zero values mean "the platform registry's default".
@@ -197,7 +199,7 @@ func Default() Config {
 			ShutdownTimeout: 30 * time.Second, MetricsListen: ":9091",
 		},
 		ESP: ESP{
-			Timeout: 30 * time.Second, MaxRetries: 5,
+			Timeout: 30 * time.Second, MaxRetries: 5, RetryBaseDelay: 500 * time.Millisecond,
 			Platforms: map[string]Platform{"klaviyo": {Revision: "2026-07-15"}},
 		},
 		Verify: Verify{
@@ -230,6 +232,8 @@ func (e *ESP) UnmarshalYAML(n *yaml.Node) error {
 			err = val.Decode(&e.Timeout)
 		case "max_retries":
 			err = val.Decode(&e.MaxRetries)
+		case "retry_base_delay":
+			err = val.Decode(&e.RetryBaseDelay)
 		default:
 			if !isPlatform(key) {
 				return fmt.Errorf("esp.%s: unknown key (not a setting nor one of the 18 platform slugs)", key)

@@ -92,6 +92,9 @@ func (c Config) Validate() error {
 
 	// esp
 	positiveDur("esp.timeout", c.ESP.Timeout)
+	if c.ESP.RetryBaseDelay <= 0 {
+		bad("esp.retry_base_delay", "must be positive, got %s", c.ESP.RetryBaseDelay)
+	}
 	if c.ESP.MaxRetries < 0 {
 		bad("esp.max_retries", "must not be negative, got %d", c.ESP.MaxRetries)
 	}

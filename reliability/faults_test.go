@@ -17,7 +17,7 @@ import (
 // every failed contact's write-back is on the fake (checkRun). The fake's counters must show every kind of
 // fault was actually injected.
 func TestPlatformFaults(t *testing.T) {
-	c := newCluster(t, clusterOpts{n: 20_000, faults: esptest.Faults{ServerErrors: 0.10, Throttles: 0.05, Drops: 0.01,
+	c := newCluster(t, clusterOpts{n: 10_000, faults: esptest.Faults{ServerErrors: 0.10, Throttles: 0.05, Drops: 0.01,
 		Truncations: 0.01, Latency: 2 * time.Millisecond, Seed: 42}})
 	defer c.dumpLogs()
 	run := c.startRun()

@@ -200,6 +200,7 @@ func (c *cluster) env(extra ...string) []string {
 		"AUTOFLOSS_WORKER_CONCURRENCY=2", "AUTOFLOSS_WORKER_SHUTDOWN_TIMEOUT=30s",
 		"AUTOFLOSS_WORKER_METRICS_LISTEN=127.0.0.1:0",
 		"AUTOFLOSS_CREDITS_REVERIFY_WINDOW=720h",
+		"AUTOFLOSS_ESP_RETRY_BASE_DELAY=20ms", // injected faults are retried quickly; the backoff shape is esp's own test
 	}
 	if c.fakeURL != "" {
 		env = append(env, "AUTOFLOSS_ESP_"+strings.ToUpper(c.slug)+"_BASE_URL="+c.fakeURL)

@@ -15,6 +15,7 @@ func Options(c config.ESP) (esp.Options, esp.ClientOptions) {
 	if c.MaxRetries > 0 {
 		co.Retry.MaxAttempts = c.MaxRetries + 1
 	}
+	co.Retry.BaseDelay = c.RetryBaseDelay
 	reg := esp.Platforms()
 	for slug, p := range c.Platforms {
 		if p.BaseURL != "" {
