@@ -87,7 +87,7 @@ func (sb *Sandbox) PrintBanner(w io.Writer, d Demo, baseURL, adminToken string) 
 		p := &sb.Platforms[i]
 		note := ""
 		if !p.Connectable {
-			note = "   (no adapter in this build yet)"
+			note = "   (not connectable through the API: OAuth consent only)"
 		} else if first == nil || p.Slug == "klaviyo" {
 			first = p
 		}

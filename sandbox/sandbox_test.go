@@ -67,7 +67,7 @@ func TestStartFakesAnswerTheirOwnAuth(t *testing.T) {
 			t.Fatalf("%s: %d contacts, credentials %v", p.Slug, p.Fake.N(), len(p.Credentials))
 		}
 		if !p.Connectable {
-			t.Logf("%s: fake running, no adapter in this build", p.Slug)
+			t.Logf("%s: fake running, not connectable through the API", p.Slug)
 			continue
 		}
 		connectable++
