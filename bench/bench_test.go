@@ -46,12 +46,16 @@ func BenchmarkSchedulerTick10k(b *testing.B) {
 		if v := os.Getenv("BENCH_CONCURRENCY"); v != "" {
 			conc, _ = strconv.Atoi(v)
 		}
-		r, err := Scheduler(context.Background(), db, 10000, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", conc)
+		n := 10000
+		if v := os.Getenv("BENCH_CONNECTIONS"); v != "" { // e.g. 100000, to profile the full-size tick
+			n, _ = strconv.Atoi(v)
+		}
+		r, err := Scheduler(context.Background(), db, n, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", conc)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if r.Stats.Enqueued != 10000 {
-			b.Fatalf("enqueued %d of 10000", r.Stats.Enqueued)
+		if r.Stats.Enqueued != n {
+			b.Fatalf("enqueued %d of %d", r.Stats.Enqueued, n)
 		}
 		b.ReportMetric(r.Elapsed.Seconds(), "s/tick")
 		b.ReportMetric(float64(r.RedisAfter-r.RedisBefore)/1e6, "redis-MB")

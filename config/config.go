@@ -192,7 +192,7 @@ func Default() Config {
 		Secrets:  Secrets{KeyFile: "./var/secret.key"},
 		Scheduler: Scheduler{
 			Tick: "@every 1m", FlossInterval: 24 * time.Hour, VerifyFirstInterval: 5 * time.Minute,
-			BatchSize: 500, IncrementalLookback: time.Hour,
+			BatchSize: 2000, IncrementalLookback: time.Hour,
 		},
 		Worker: Worker{
 			Concurrency: 10, Queues: QueueWeights{Critical: 6, Default: 3, Low: 1},

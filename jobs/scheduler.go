@@ -21,7 +21,7 @@ var WebhookPlatforms = map[string]bool{"mailchimp": true, "activecampaign": true
 type SchedulerConfig struct {
 	FlossInterval       time.Duration // auto-floss connections are due this long after their last sync
 	VerifyFirstInterval time.Duration // verify_first connections of platforms without webhooks are polled this often
-	BatchSize           int           // due connections per query (0 = 500)
+	BatchSize           int           // due connections per query, their runs opened in one transaction (0 = 2000: 100,000 due in 9.7 s vs 14.9 s with 500, BENCHMARKS.md)
 	IncrementalLookback time.Duration
 	// StaleAfter: a queued/running run not updated for this long is considered abandoned and its connection
 	// is enqueued again (0 = 1 hour).
@@ -48,7 +48,7 @@ type Scheduler struct {
 // NewScheduler builds a scheduler. now may be nil (time.Now); m may be nil.
 func NewScheduler(st *store.Store, enq Enqueuer, cfg SchedulerConfig, log zerolog.Logger, m *Metrics, now func() time.Time) *Scheduler {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 500
+		cfg.BatchSize = 2000
 	}
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = time.Hour
