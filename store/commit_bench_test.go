@@ -88,4 +88,3 @@ func BenchmarkCommitPage(b *testing.B) {
 		}
 	}
 }
-
