@@ -30,6 +30,11 @@ type Options struct {
 	RcptPerSession     int            // recipients per SMTP session (larger groups use more sessions); default 500
 	IdleTimeout        time.Duration  // a healthy session is kept this long for the next batch; default 10s, <0 = never kept
 	DomainConcurrency  int            // domains probed at once by VerifyBatch; default 32
+	// NoPipelining sends every SMTP command in lock-step (wait for its reply)
+	// even when the server advertises PIPELINING (RFC 2920). By default the
+	// RCPTs of a session (with the MAIL FROM and RSETs around them) go in
+	// groups, one write per group; the outcomes are the same either way.
+	NoPipelining bool
 
 	Lists         *Lists         // nil = the embedded lists
 	ProviderRules *ProviderRules // nil = the rules shipped with Lists

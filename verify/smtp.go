@@ -1,11 +1,14 @@
 package verify
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/textproto"
 	"os"
@@ -38,18 +41,48 @@ type domainRes struct {
 	catchAll *bool
 }
 
+// smtpStep is one SMTP session of the prober. Commands are written straight
+// from a reused buffer (one write per group when the server pipelines) and
+// replies are parsed from a buffered reader without textproto's per-line
+// allocations.
 type smtpStep struct {
-	conn     net.Conn
-	tp       *textproto.Conn
-	timeout  time.Duration
-	stop     func() bool // detaches the context watcher
-	reused   bool        // taken from the idle pool
-	lastUsed time.Time
+	conn       net.Conn
+	r          *bufio.Reader
+	wbuf       []byte
+	ctx        context.Context
+	rto        time.Duration // read timeout: a fresh one for each blocking read
+	timeout    time.Duration
+	stop       func() bool // detaches the context watcher
+	reused     bool        // taken from the idle pool
+	pipelining bool        // the server's EHLO advertised PIPELINING (RFC 2920)
+	lastUsed   time.Time
+}
+
+func newSMTPStep(ctx context.Context, c net.Conn, timeout time.Duration) *smtpStep {
+	st := &smtpStep{conn: c, timeout: timeout, rto: timeout, ctx: ctx, wbuf: make([]byte, 0, 512)}
+	st.r = bufio.NewReaderSize(stepReader{st}, 4096)
+	return st
+}
+
+// stepReader gives each blocking read of a session its own timeout and stops
+// reading once the session's context is done.
+type stepReader struct{ st *smtpStep }
+
+func (r stepReader) Read(p []byte) (int, error) {
+	st := r.st
+	if st.ctx != nil {
+		if err := st.ctx.Err(); err != nil {
+			return 0, err
+		}
+	}
+	_ = st.conn.SetReadDeadline(time.Now().Add(st.rto))
+	return st.conn.Read(p)
 }
 
 // bind makes ctx cancellation abort the session's blocking I/O.
 func (s *smtpStep) bind(ctx context.Context) {
 	c := s.conn
+	s.ctx = ctx
 	s.stop = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	s.reused = !s.lastUsed.IsZero()
 }
@@ -59,14 +92,47 @@ func (s *smtpStep) unbind() {
 		s.stop()
 		s.stop = nil
 	}
+	s.ctx = nil
 }
 
 // quit says goodbye (bounded) and closes.
 func (s *smtpStep) quit() {
-	_ = s.conn.SetDeadline(time.Now().Add(minDur(s.timeout, time.Second)))
-	_ = s.tp.PrintfLine("QUIT")
-	_, _, _ = s.tp.ReadResponse(0)
+	d := minDur(s.timeout, time.Second)
+	s.ctx, s.rto = nil, d
+	_ = s.conn.SetWriteDeadline(time.Now().Add(d))
+	if _, err := s.conn.Write([]byte("QUIT\r\n")); err == nil {
+		_, _, _ = s.readReply()
+	}
 	_ = s.conn.Close()
+}
+
+// queue appends one command line to the write buffer.
+func (s *smtpStep) queue(parts ...string) {
+	for _, p := range parts {
+		s.wbuf = append(s.wbuf, p...)
+	}
+	s.wbuf = append(s.wbuf, '\r', '\n')
+}
+
+// send writes the queued commands in one write.
+func (s *smtpStep) send() error {
+	if len(s.wbuf) == 0 {
+		return nil
+	}
+	if s.ctx != nil {
+		if err := s.ctx.Err(); err != nil {
+			s.wbuf = s.wbuf[:0]
+			return err
+		}
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.timeout))
+	_, err := s.conn.Write(s.wbuf)
+	if cap(s.wbuf) > 64<<10 {
+		s.wbuf = nil
+	} else {
+		s.wbuf = s.wbuf[:0]
+	}
+	return err
 }
 
 // do sends one command (or none for the greeting) and reads the reply within the step timeout.
@@ -75,21 +141,106 @@ func (s *smtpStep) do(cmd string) (int, string, error) {
 }
 
 func (s *smtpStep) doWithin(cmd string, timeout time.Duration) (int, string, error) {
-	_ = s.conn.SetDeadline(time.Now().Add(timeout))
+	s.rto = timeout
+	defer func() { s.rto = s.timeout }()
 	if cmd != "" {
-		if err := s.tp.PrintfLine("%s", cmd); err != nil {
+		s.queue(cmd)
+		if err := s.send(); err != nil {
 			return 0, "", err
 		}
 	}
-	code, msg, err := s.tp.ReadResponse(0)
-	if err != nil {
-		var te *textproto.Error
-		if errors.As(err, &te) {
-			return te.Code, te.Msg, nil
+	return s.readReply()
+}
+
+// readLine returns the next line without its line ending; the slice is valid
+// until the next read.
+func (s *smtpStep) readLine() ([]byte, error) {
+	line, err := s.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull { // a long line: collect it
+		long := append([]byte(nil), line...)
+		for err == bufio.ErrBufferFull {
+			line, err = s.r.ReadSlice('\n')
+			long = append(long, line...)
 		}
+		line = long
+	}
+	if err != nil {
+		if len(line) > 0 && err == io.EOF { // a last line without ending, as bufio.Reader.ReadLine returns it
+			return line, nil
+		}
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+// parseCode reads "ddd" + ' ' or '-' as textproto does.
+func parseCode(line []byte) (code int, continued, ok bool) {
+	if len(line) < 4 || line[3] != ' ' && line[3] != '-' {
+		return 0, false, false
+	}
+	for _, c := range line[:3] {
+		if c < '0' || c > '9' {
+			return 0, false, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 100 {
+		return 0, false, false
+	}
+	return code, line[3] == '-', true
+}
+
+// readReply reads one (possibly multi-line) reply with the semantics of
+// textproto.Reader.ReadResponse(0): the lines' texts joined by "\n".
+func (s *smtpStep) readReply() (int, string, error) {
+	line, err := s.readLine()
+	if err != nil {
 		return 0, "", err
 	}
-	return code, msg, nil
+	code, continued, ok := parseCode(line)
+	if !ok {
+		if len(line) < 4 || line[3] != ' ' && line[3] != '-' {
+			return 0, "", textproto.ProtocolError(fmt.Sprintf("short response: %q", line))
+		}
+		return 0, "", textproto.ProtocolError(fmt.Sprintf("invalid response code: %q", line))
+	}
+	if !continued {
+		return code, string(line[4:]), nil
+	}
+	var b strings.Builder
+	b.Write(line[4:])
+	for continued {
+		line, err := s.readLine()
+		if err != nil {
+			return 0, "", err
+		}
+		b.WriteByte('\n')
+		code2, cont, ok := parseCode(line)
+		if !ok || code2 != code {
+			b.Write(bytes.TrimRight(line, "\r\n"))
+			continue
+		}
+		continued = cont
+		b.Write(line[4:])
+	}
+	return code, b.String(), nil
+}
+
+// hasPipelining reports whether an EHLO reply advertises PIPELINING.
+func hasPipelining(ehlo string) bool {
+	for i, l := range strings.Split(ehlo, "\n") {
+		if i == 0 {
+			continue // the greeting line
+		}
+		if kw, _, _ := strings.Cut(strings.TrimSpace(l), " "); strings.EqualFold(kw, "PIPELINING") {
+			return true
+		}
+	}
+	return false
 }
 
 func netErrClass(err error) string {
@@ -414,7 +565,7 @@ func (p *prober) connect(ctx context.Context, host string) (*smtpStep, *connFail
 	if c == nil {
 		return nil, &connFailure{step: "connect", err: err}
 	}
-	st := &smtpStep{conn: c, tp: textproto.NewConn(c), timeout: o.StepTimeout}
+	st := newSMTPStep(ctx, c, o.StepTimeout)
 	st.bind(ctx)
 	code, text, err := st.doWithin("", o.ConnectTimeout)
 	if err != nil || code != 220 {
@@ -423,6 +574,9 @@ func (p *prober) connect(ctx context.Context, host string) (*smtpStep, *connFail
 		return nil, &connFailure{step: "greeting", code: code, text: text, err: err}
 	}
 	code, text, err = st.do("EHLO " + o.HELO)
+	if err == nil && code == 250 {
+		st.pipelining = !p.e.opt.NoPipelining && hasPipelining(text)
+	}
 	if err == nil && code >= 500 {
 		code, text, err = st.do("HELO " + o.HELO)
 	}
@@ -435,62 +589,100 @@ func (p *prober) connect(ctx context.Context, host string) (*smtpStep, *connFail
 }
 
 // session runs the transaction(s) for the todo requests on st and reports
-// whether the session is still healthy (reusable).
+// whether the session is still healthy (reusable). A reused session the server
+// has dropped meanwhile (the opening MAIL fails on the network or gets 421) is
+// replaced by one fresh connection.
 func (p *prober) session(ctx context.Context, st *smtpStep, host string, reqs []domainReq, todo []int, res []domainRes) bool {
+	healthy, redo := p.transact(st, host, reqs, todo, res)
+	if !redo {
+		return healthy
+	}
+	_ = st.conn.Close()
+	st.unbind()
+	nst, f := p.connect(ctx, host)
+	if f != nil {
+		failFrom(res, todo, 0, host, ReasonUnverified, f.step, f.code, f.text, f.err)
+		return false
+	}
+	p.e.smtpCon.Add(1)
+	*st = *nst
+	st.r = bufio.NewReaderSize(stepReader{st}, 4096) // the reader must read through st, not nst
+	healthy, _ = p.transact(st, host, reqs, todo, res)
+	return healthy
+}
+
+// failFrom gives every recipient from todo position from on that has no
+// outcome yet the outcome r.
+func failFrom(res []domainRes, todo []int, from int, host string, r Reason, step string, code int, text string, err error) {
+	for _, i := range todo[from:] {
+		for j := range res[i].rcpts {
+			if res[i].rcpts[j].reason == "" {
+				res[i].rcpts[j] = rcptOutcome{reason: r, step: step, code: code, text: sanitizeText(text), neterr: netErrClass(err), mxHost: host}
+			}
+		}
+	}
+}
+
+// Commands of a session whose replies are awaited.
+const (
+	cmdMail      = iota // the opening MAIL FROM
+	cmdTxRset           // RSET at a transaction boundary
+	cmdTxMail           // MAIL FROM after it
+	cmdCatchAll         // RCPT of a random local part
+	cmdRcpt             // RCPT of a recipient
+	cmdFinalRset        // RSET closing the session's work
+)
+
+// maxGroupBytes bounds a pipelined group of commands: it fits a socket's send
+// buffer, so the write never waits for the server, which may be blocked
+// writing replies nobody reads yet (RFC 2920 section 3.5).
+const maxGroupBytes = 4096
+
+type pendingCmd struct {
+	kind uint8
+	k    int    // todo position
+	j    int    // local index (cmdRcpt)
+	addr string // the address probed (cmdRcpt)
+}
+
+// transact sends MAIL FROM, the RCPTs of the todo requests (RSET + MAIL FROM
+// every RcptPerTransaction) and a final RSET. When the server pipelines, the
+// commands go in groups (one write, then the replies in order); a group ends
+// where the next command depends on a reply (a domain's catch-all probe
+// decides whether its recipients are probed) or at maxGroupBytes. Otherwise
+// each command waits for its reply. Replies are handled in command order
+// either way, so the outcomes do not depend on the mode. redo reports a
+// reused session the server had dropped before this transaction began.
+func (p *prober) transact(st *smtpStep, host string, reqs []domainReq, todo []int, res []domainRes) (healthy, redo bool) {
 	o := p.e.opt
-	fail := func(from int, r Reason, step string, code int, text string, err error) {
-		// every recipient from todo position `from` on that has no outcome yet
-		for _, i := range todo[from:] {
-			for j := range res[i].rcpts {
-				if res[i].rcpts[j].reason == "" {
-					res[i].rcpts[j] = rcptOutcome{reason: r, step: step, code: code, text: sanitizeText(text), neterr: netErrClass(err), mxHost: host}
-				}
-			}
-		}
-	}
-	mail := func() (int, string, error) { return st.do("MAIL FROM:<" + o.MailFrom + ">") }
-	code, text, err := mail()
-	if st.reused && (err != nil || code == 421) {
-		// an idle session the server has dropped (or is dropping with 421): one fresh connection
-		_ = st.conn.Close()
-		st.unbind()
-		nst, f := p.connect(ctx, host)
-		if f != nil {
-			fail(0, ReasonUnverified, f.step, f.code, f.text, f.err)
-			return false
-		}
-		p.e.smtpCon.Add(1)
-		*st = *nst
-		code, text, err = mail()
-	}
-	if err != nil || code != 250 {
-		fail(0, ReasonUnverified, "mail", code, text, err)
-		return err == nil && code != 421
-	}
-	inTx := 0
-	rcpt := func(addr string) (int, string, error, bool) {
-		if inTx >= o.RcptPerTransaction {
-			code, text, err := st.do("RSET")
-			if err != nil || code != 250 {
-				return code, text, err, false
-			}
-			if code, text, err := mail(); err != nil || code != 250 {
-				return code, text, err, false
-			}
-			inTx = 0
-		}
-		code, text, err := st.do("RCPT TO:<" + addr + ">")
-		inTx++
-		return code, text, err, err == nil
-	}
-	for k, i := range todo {
-		r := reqs[i]
-		if r.wantCatchAll {
-			code, text, err, ok := rcpt(randomLocal() + "@" + r.domain)
-			if !ok {
-				fail(k, ReasonUnverified, "rcpt", code, text, err)
+	var pend []pendingCmd
+	mailCmd := "MAIL FROM:<" + o.MailFrom + ">"
+	done := false // a reply ended the session's work
+	// handle processes the reply to c; it reports whether to go on.
+	handle := func(c pendingCmd, code int, text string, err error) bool {
+		switch c.kind {
+		case cmdMail:
+			if st.reused && (err != nil || code == 421) {
+				redo = true
 				return false
 			}
+			if err != nil || code != 250 {
+				failFrom(res, todo, 0, host, ReasonUnverified, "mail", code, text, err)
+				healthy = err == nil && code != 421
+				return false
+			}
+		case cmdTxRset, cmdTxMail:
+			if err != nil || code != 250 {
+				failFrom(res, todo, c.k, host, ReasonUnverified, "rcpt", code, text, err)
+				return false
+			}
+		case cmdCatchAll:
+			if err != nil {
+				failFrom(res, todo, c.k, host, ReasonUnverified, "rcpt", code, text, err)
+				return false
+			}
+			i := todo[c.k]
+			r := reqs[i]
 			switch {
 			case code >= 200 && code < 300:
 				v := true
@@ -499,26 +691,94 @@ func (p *prober) session(ctx context.Context, st *smtpStep, host string, reqs []
 				for j := range r.locals {
 					res[i].rcpts[j] = rcptOutcome{reason: ReasonAcceptAll, step: "catch_all", code: code, text: sanitizeText(text), mxHost: host}
 				}
-				continue
 			case code >= 500:
 				v := false
 				res[i].catchAll = &v
 				p.storeCatchAll(r.domain, false)
 			}
 			// 4xx: unknown and not cached; the recipients tell their own story
-		}
-		for j, l := range r.locals {
-			addr := l + "@" + r.domain
-			code, text, err, ok := rcpt(addr)
-			if !ok {
-				fail(k, ReasonUnverified, "rcpt", code, text, err)
+		case cmdRcpt:
+			if err != nil {
+				failFrom(res, todo, c.k, host, ReasonUnverified, "rcpt", code, text, err)
 				return false
 			}
-			res[i].rcpts[j] = rcptOutcome{reason: ClassifyRCPT(code, text), code: code, text: sanitizeText(text, addr, l), step: "rcpt", mxHost: host}
+			l := reqs[todo[c.k]].locals[c.j]
+			res[todo[c.k]].rcpts[c.j] = rcptOutcome{reason: ClassifyRCPT(code, text), code: code, text: sanitizeText(text, c.addr, l), step: "rcpt", mxHost: host}
+		case cmdFinalRset:
+			healthy = err == nil && code == 250
+		}
+		return true
+	}
+	// flush sends the queued commands and handles their replies in order.
+	flush := func() bool {
+		if done {
+			return false
+		}
+		werr := st.send()
+		for n, c := range pend {
+			code, text, err := 0, "", werr
+			if werr == nil {
+				code, text, err = st.readReply()
+			}
+			if !handle(c, code, text, err) {
+				done = true
+				if healthy && err == nil { // the session goes back to the pool: read the replies still due
+					for range pend[n+1:] {
+						if _, _, err := st.readReply(); err != nil {
+							healthy = false
+							break
+						}
+					}
+				}
+				pend = pend[:0]
+				return false
+			}
+		}
+		pend = pend[:0]
+		return true
+	}
+	add := func(c pendingCmd, parts ...string) bool {
+		st.queue(parts...)
+		pend = append(pend, c)
+		if !st.pipelining || len(st.wbuf) >= maxGroupBytes {
+			return flush()
+		}
+		return true
+	}
+	inTx := 0
+	rcpt := func(c pendingCmd, local, domain string) bool {
+		if inTx >= o.RcptPerTransaction {
+			if !add(pendingCmd{kind: cmdTxRset, k: c.k}, "RSET") || !add(pendingCmd{kind: cmdTxMail, k: c.k}, mailCmd) {
+				return false
+			}
+			inTx = 0
+		}
+		inTx++
+		return add(c, "RCPT TO:<", local, "@", domain, ">")
+	}
+	if !add(pendingCmd{kind: cmdMail}, mailCmd) {
+		return healthy, redo
+	}
+	for k, i := range todo {
+		r := reqs[i]
+		if r.wantCatchAll {
+			if !rcpt(pendingCmd{kind: cmdCatchAll, k: k}, randomLocal(), r.domain) || !flush() {
+				return healthy, redo
+			}
+			if res[i].catchAll != nil && *res[i].catchAll {
+				continue
+			}
+		}
+		for j, l := range r.locals {
+			if !rcpt(pendingCmd{kind: cmdRcpt, k: k, j: j, addr: l + "@" + r.domain}, l, r.domain) {
+				return healthy, redo
+			}
 		}
 	}
-	code, _, err = st.do("RSET")
-	return err == nil && code == 250
+	if !add(pendingCmd{kind: cmdFinalRset}, "RSET") || !flush() {
+		return healthy, redo
+	}
+	return healthy, redo
 }
 
 func minDur(a, b time.Duration) time.Duration {

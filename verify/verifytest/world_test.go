@@ -9,7 +9,7 @@ import (
 	"github.com/autofloss/autofloss/verify/verifytest"
 )
 
-func newWorldEngine(t testing.TB) (*verifytest.World, *verify.Engine) {
+func newWorldEngine(t testing.TB, tweak ...func(*verify.Options)) (*verifytest.World, *verify.Engine) {
 	t.Helper()
 	w, err := verifytest.NewWorld(verifytest.WorldOptions{SlowDelay: time.Second})
 	if err != nil {
@@ -20,6 +20,9 @@ func newWorldEngine(t testing.TB) (*verifytest.World, *verify.Engine) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, f := range tweak {
+		f(&o)
+	}
 	e, err := verify.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +31,21 @@ func newWorldEngine(t testing.TB) (*verifytest.World, *verify.Engine) {
 }
 
 func TestCorpusClassifiedExactly(t *testing.T) {
-	w, e := newWorldEngine(t)
+	for _, tc := range []struct {
+		name         string
+		noPipelining bool
+	}{
+		{"pipelined", false}, // the world's servers advertise PIPELINING
+		{"lock-step", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			corpusClassifiedExactly(t, func(o *verify.Options) { o.NoPipelining = tc.noPipelining })
+		})
+	}
+}
+
+func corpusClassifiedExactly(t *testing.T, tweak func(*verify.Options)) {
+	w, e := newWorldEngine(t, tweak)
 	corpus := verifytest.Corpus(2100)
 	ins := make([]verify.Input, len(corpus))
 	for i, c := range corpus {
