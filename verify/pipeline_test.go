@@ -73,7 +73,10 @@ func (s *rejectFirstMailSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
 }
-func (s *rejectFirstMailSession) Data(r io.Reader) error { _, err := io.Copy(io.Discard, r); return err }
+func (s *rejectFirstMailSession) Data(r io.Reader) error {
+	_, err := io.Copy(io.Discard, r)
+	return err
+}
 
 // TestRefusedMailKeepsSessionInStep refuses the opening MAIL FROM of a
 // pipelined group: the recipients are unverified, the session stays healthy
