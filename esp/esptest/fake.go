@@ -151,8 +151,10 @@ type Fake struct {
 	over    map[int]*state
 	all     []int32   // alive contacts in index order
 	members [][]int32 // per list, alive members in index order
+	idxOnce sync.Once // builds byID and byEmail (immutable afterwards, read without mu)
 	byID    map[string]int
 	byEmail map[string]int
+	listIDs []string // ListID of every list, computed once (Spec.ListID formats a string)
 	touches int
 	mviol   sync.Mutex
 	viol    []string
@@ -201,6 +203,10 @@ func StartSpec(s Spec, o Options) (*Fake, error) {
 			return nil, err
 		}
 		f.val = v
+	}
+	f.listIDs = make([]string, f.seed.lists)
+	for l := range f.listIDs {
+		f.listIDs[l] = s.ListID(l)
 	}
 	mux := http.NewServeMux()
 	s.Routes(f, mux)
@@ -254,12 +260,17 @@ func (f *Fake) N() int { return f.opts.Seed.N }
 func (f *Fake) Lists() int { return f.seed.lists }
 
 // ListID is the platform id of list l.
-func (f *Fake) ListID(l int) string { return f.spec.ListID(l) }
+func (f *Fake) ListID(l int) string {
+	if l >= 0 && l < len(f.listIDs) {
+		return f.listIDs[l]
+	}
+	return f.spec.ListID(l)
+}
 
 // ListIndex finds a list by its platform id.
 func (f *Fake) ListIndex(id string) (int, bool) {
-	for l := 0; l < f.seed.lists; l++ {
-		if f.spec.ListID(l) == id {
+	for l, x := range f.listIDs {
+		if x == id {
 			return l, true
 		}
 	}
@@ -375,23 +386,23 @@ func (f *Fake) Expected() map[Key]Record {
 	return out
 }
 
+// buildIndex builds the id and email indexes once; they depend on the seed only (ids and emails never
+// change), so lookups read them without f.mu.
 func (f *Fake) buildIndex() {
-	if f.byID != nil {
-		return
-	}
-	f.byID = make(map[string]int, f.opts.Seed.N)
-	f.byEmail = make(map[string]int, f.opts.Seed.N)
-	for i := 0; i < f.opts.Seed.N; i++ {
-		sc := f.seed.contact(i)
-		f.byID[f.spec.ContactID(sc)] = i
-		f.byEmail[sc.Email] = i
-	}
+	f.idxOnce.Do(func() {
+		byID := make(map[string]int, f.opts.Seed.N)
+		byEmail := make(map[string]int, f.opts.Seed.N)
+		for i := 0; i < f.opts.Seed.N; i++ {
+			sc := f.seed.contact(i)
+			byID[f.spec.ContactID(sc)] = i
+			byEmail[sc.Email] = i
+		}
+		f.byID, f.byEmail = byID, byEmail
+	})
 }
 
 // IndexOf finds a contact by platform id (deleted ones included). The index is built on first use.
 func (f *Fake) IndexOf(id string) (int, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.buildIndex()
 	i, ok := f.byID[id]
 	return i, ok
@@ -399,8 +410,6 @@ func (f *Fake) IndexOf(id string) (int, bool) {
 
 // IndexOfEmail finds a contact by email (case-insensitive as stored: seeded emails are lower case).
 func (f *Fake) IndexOfEmail(email string) (int, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.buildIndex()
 	i, ok := f.byEmail[email]
 	return i, ok
@@ -454,6 +463,22 @@ func (f *Fake) SetField(i int, name, value string) {
 	s.fields[name] = value
 	s.updated = nowUTC()
 	f.writes.fields.Add(1)
+}
+
+// SetFields records several field writes on contact i at once (one lock, one change time), in the
+// order of names (values[k] is the value of names[k]).
+func (f *Fake) SetFields(i int, names, values []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.st(i)
+	if s.fields == nil {
+		s.fields = make(map[string]string, len(names))
+	}
+	for k, n := range names {
+		s.fields[n] = values[k]
+	}
+	s.updated = nowUTC()
+	f.writes.fields.Add(int64(len(names)))
 }
 
 // AddTag records a tag on contact i (adding an existing tag changes nothing but the counter).
@@ -636,6 +661,57 @@ type capture struct {
 	buf    bytes.Buffer
 }
 
+// captures recycles the response buffers of the middleware (a page of 1,000 members is a few hundred KB;
+// one buffer per request was the fake's largest allocation). Buffers over 4 MiB are not kept.
+var captures = sync.Pool{New: func() any { return new(capture) }}
+
+func putCapture(c *capture) {
+	if c.buf.Cap() > 4<<20 {
+		return
+	}
+	c.h, c.status = nil, 0
+	c.buf.Reset()
+	captures.Put(c)
+}
+
+// reqBody is the request body as the middleware read it, replayable: handlers get it as r.Body, and
+// requestBody hands them the bytes without another copy.
+type reqBody struct {
+	bytes.Reader
+	b []byte
+}
+
+func (*reqBody) Close() error { return nil }
+
+func newReqBody(b []byte) *reqBody {
+	rb := &reqBody{b: b}
+	rb.Reset(b)
+	return rb
+}
+
+// requestBody returns r's whole body (the middleware's bytes when r came through it).
+func requestBody(r *http.Request) ([]byte, error) {
+	if rb, ok := r.Body.(*reqBody); ok {
+		return rb.b, nil
+	}
+	return io.ReadAll(r.Body)
+}
+
+// readBody reads a request body whole, in one allocation when its length is declared.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if n := r.ContentLength; n > 0 && n <= 64<<20 {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(r.Body)
+}
+
 func (c *capture) Header() http.Header { return c.h }
 func (c *capture) WriteHeader(s int) {
 	if c.status == 0 {
@@ -664,8 +740,13 @@ func (f *Fake) middleware(next http.Handler) http.Handler {
 		// In flight from arrival until the answer starts leaving: decremented before the response is written,
 		// so the client cannot see an answer (and send its next request) while this one still counts.
 		n := f.inflight.Add(1)
-		var doneOnce sync.Once
-		done := func() { doneOnce.Do(func() { f.inflight.Add(-1) }) }
+		var left bool // this goroutine only
+		done := func() {
+			if !left {
+				left = true
+				f.inflight.Add(-1)
+			}
+		}
 		defer done()
 		for {
 			m := f.stats.maxInflight.Load()
@@ -673,11 +754,11 @@ func (f *Fake) middleware(next http.Handler) http.Handler {
 				break
 			}
 		}
-		body, err := io.ReadAll(r.Body)
+		body, err := readBody(r)
 		if err != nil {
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = newReqBody(body)
 		if d := f.opts.Faults.Latency; d > 0 {
 			time.Sleep(d)
 		}
@@ -693,21 +774,21 @@ func (f *Fake) middleware(next http.Handler) http.Handler {
 			}
 			panic(http.ErrAbortHandler)
 		}
-		c := &capture{h: http.Header{}}
+		// The handler writes its headers straight into w's (nothing else has set any), its body into c.
+		c := captures.Get().(*capture)
+		defer putCapture(c) // after w.Write: the server has copied or sent the bytes by then
+		c.h = w.Header()
 		f.serve(c, r, next, body)
 		if c.status == 0 {
 			c.status = 200
 		}
 		if f.val != nil {
-			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.Body = newReqBody(body)
 			for _, v := range f.val.Check(r, c.status, c.h, c.buf.Bytes()) {
 				f.violation(v)
 			}
 		}
 		done()
-		for k, v := range c.h {
-			w.Header()[k] = v
-		}
 		b := c.buf.Bytes()
 		if c.status >= 200 && c.status < 300 && len(b) > 16 && f.roll(fa.Truncations) {
 			f.stats.truncs.Add(1)

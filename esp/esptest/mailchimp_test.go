@@ -1,0 +1,87 @@
+package esptest
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// mcMemberRef is the Mailchimp member as the fake first wrote it, with encoding/json: the reference
+// mcAppendMember must match byte for byte.
+type mcMemberRef struct {
+	ID          string            `json:"id"`
+	Email       string            `json:"email_address"`
+	UniqueID    string            `json:"unique_email_id"`
+	EmailType   string            `json:"email_type"`
+	Status      string            `json:"status"`
+	MergeFields map[string]string `json:"merge_fields,omitempty"`
+	Tags        []map[string]any  `json:"tags"`
+	Signup      string            `json:"timestamp_signup"`
+	LastChanged string            `json:"last_changed"`
+	ListID      string            `json:"list_id"`
+	Links       []any             `json:"_links,omitempty"`
+}
+
+func mcMemberRefOf(f *Fake, rec Record, l int, links bool) mcMemberRef {
+	ts := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05+00:00") }
+	m := mcMemberRef{
+		ID: rec.ID, Email: rec.Email, UniqueID: rec.ID[:10], EmailType: "html", Status: mcStatusName(rec.Status),
+		MergeFields: map[string]string{"FNAME": "", "LNAME": ""}, Tags: []map[string]any{},
+		Signup: ts(rec.Created), LastChanged: ts(rec.Updated), ListID: f.ListID(l),
+	}
+	for k, v := range rec.Fields {
+		m.MergeFields[k] = v
+	}
+	for n, t := range rec.Tags {
+		m.Tags = append(m.Tags, map[string]any{"id": n + 1, "name": t})
+	}
+	if links {
+		m.Links = []any{map[string]string{"rel": "self", "href": f.URL() + "/3.0/lists/" + f.ListID(l) + "/members/" + rec.ID, "method": "GET"}}
+	}
+	return m
+}
+
+func TestMailchimpMemberEncoding(t *testing.T) {
+	f, err := Start("mailchimp", Options{Seed: Seed{N: 50, Seed: 3, Lists: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.SetFields(3, []string{"MF_REASON", "MF_SUGGEST"}, []string{"role <&> \"x\"", "a@b.c"})
+	f.AddTag(3, "mf_failed - disposable")
+	f.AddTag(3, "VIP\u2028")
+	f.Unsubscribe(4)
+	for i := range 10 {
+		rec := f.Record(i)
+		for _, links := range []bool{false, true} {
+			mask := uint16(mcfAll)
+			if !links {
+				mask &^= mcfLinks
+			}
+			want, _ := json.Marshal(mcMemberRefOf(f, rec, rec.Lists[0], links))
+			if got := mcAppendMember(nil, f, rec, rec.Lists[0], mask); string(got) != string(want) {
+				t.Errorf("member %d (links %v):\n got %s\nwant %s", i, links, got, want)
+			}
+		}
+	}
+	// exclude_fields as the adapter sends it: only the member fields it reads are left.
+	mask := mcExclude("members._links,members.merge_fields,members.tags,members.stats,members.location,_links", "members.")
+	got := mcAppendMember(nil, f, f.Record(3), 0, mask)
+	var m map[string]any
+	if err := json.Unmarshal(got, &m); err != nil {
+		t.Fatalf("%s: %v", got, err)
+	}
+	for _, k := range []string{"merge_fields", "tags", "_links"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("excluded %s present: %s", k, got)
+		}
+	}
+	for _, k := range []string{"id", "email_address", "status", "last_changed", "timestamp_signup", "list_id"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("%s missing: %s", k, got)
+		}
+	}
+	if got := mcExclude("id, members.id ,members.status", "members."); got != mcfAll&^(mcfID|mcfStatus) {
+		t.Errorf("mcExclude: %b", got)
+	}
+}
