@@ -121,9 +121,7 @@ func NewWorld(o WorldOptions) (*World, error) {
 	if err != nil {
 		return nil, err
 	}
-	grey, err := w.startSMTP("grey", func(string) error {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted, please try again later"}
-	})
+	grey, err := w.startSMTP("grey", func(string) error { return errGreylisted })
 	if err != nil {
 		return nil, err
 	}
@@ -274,23 +272,53 @@ func (w *World) hangLoop() {
 	}
 }
 
+// The mailbox server's refusals (shared: go-smtp only reads them).
+var (
+	errMailboxFull     = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full"}
+	errMailboxQuota    = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox over quota"}
+	errMailboxDisabled = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 2, 1}, Message: "Mailbox disabled, not accepting messages"}
+	errMailboxUnknown  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+	errGreylisted      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Greylisted, please try again later"}
+)
+
 // mailboxRcpt is the mailbox server's RCPT policy, by local-part prefix.
 func mailboxRcpt(to string) error {
-	local := strings.ToLower(to)
+	local := to
 	if i := strings.LastIndexByte(local, '@'); i >= 0 {
 		local = local[:i]
 	}
 	switch {
-	case strings.HasPrefix(local, MailboxOK):
+	case hasPrefixFold(local, MailboxOK):
 		return nil
-	case strings.HasPrefix(local, MailboxFull):
-		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full"}
-	case strings.HasPrefix(local, MailboxQuota452):
-		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox over quota"}
-	case strings.HasPrefix(local, MailboxDisabled):
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 2, 1}, Message: "Mailbox disabled, not accepting messages"}
+	case hasPrefixFold(local, MailboxFull):
+		return errMailboxFull
+	case hasPrefixFold(local, MailboxQuota452):
+		return errMailboxQuota
+	case hasPrefixFold(local, MailboxDisabled):
+		return errMailboxDisabled
 	}
-	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+	return errMailboxUnknown
+}
+
+// hasPrefixFold is strings.HasPrefix(strings.ToLower(s), prefix) for a
+// lower-case ASCII prefix, without the copy when s starts in ASCII.
+func hasPrefixFold(s, prefix string) bool {
+	for i := 0; i < len(prefix); i++ {
+		if i >= len(s) {
+			return false
+		}
+		c := s[i]
+		if c >= 0x80 {
+			return strings.HasPrefix(strings.ToLower(s), prefix)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 type backend struct {
@@ -337,8 +365,7 @@ func (w *World) startSMTP(name string, rcpt func(string) error) (int, error) {
 	w.resets.Store(name, rs)
 	s := smtp.NewServer(&backend{name: name, rcpt: rcpt, count: cnt, max: mx, rsets: rs})
 	s.Domain = "mx." + name + ".test"
-	s.ReadTimeout = w.opt.ServerIdleTimeout
-	s.WriteTimeout = 10 * time.Second
+	// timeouts: ServerIdleTimeout for the client's commands, 10s per write (replyBufListener applies them)
 	s.MaxRecipients = 1000
 	s.AllowInsecureAuth = true
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -346,7 +373,9 @@ func (w *World) startSMTP(name string, rcpt func(string) error) (int, error) {
 		return 0, err
 	}
 	w.smtps = append(w.smtps, s)
-	go func() { _ = s.Serve(l) }()
+	go func() {
+		_ = s.Serve(replyBufListener{Listener: l, idle: w.opt.ServerIdleTimeout, write: 10 * time.Second})
+	}()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
