@@ -140,3 +140,43 @@ func BenchmarkWorldCachedDNS(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "addrs/s")
 }
+
+// BenchmarkWorldWarm is the steady state of a long floss: one engine (DNS,
+// typo and catch-all caches warm, idle sessions reused) verifying batches of
+// 1,000 addresses over the sandbox seed's good domains (good.test, six bulk
+// domains with an exchanger each, four domains sharing mx.good.test), every
+// check on. ns/op and cpu_µs/addr are per address.
+func BenchmarkWorldWarm(b *testing.B) {
+	bw := newBenchWorld(b)
+	doms := []string{verifytest.DomainGood}
+	for i := 0; i < 6; i++ {
+		doms = append(doms, verifytest.BulkDomain(i))
+	}
+	for i := 0; i < 4; i++ {
+		doms = append(doms, verifytest.SharedDomain(i))
+	}
+	ins := verifytest.BulkAddresses(10000)
+	for i := range ins {
+		at := strings.LastIndexByte(ins[i].Email, '@')
+		ins[i].Email = ins[i].Email[:at+1] + doms[i%len(doms)]
+	}
+	e := bw.engine(b, func(o *verify.Options) { o.PerHostConcurrency = 8 })
+	defer e.Close()
+	e.VerifyBatch(context.Background(), ins[:1000], verify.AllChecks) // warm
+	cpu := cpuClock{bw: bw}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu.start()
+	for n := 0; n < b.N; n += 1000 {
+		s := n % len(ins)
+		k := min(1000, b.N-n)
+		for _, r := range e.VerifyBatch(context.Background(), ins[s:s+k], verify.AllChecks) {
+			if r.Reason != verify.ReasonValid && r.Reason != verify.ReasonNonexistent {
+				b.Fatalf("unexpected %s", r.Reason)
+			}
+		}
+	}
+	cpu.stop()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "addrs/s")
+	cpu.report(b, b.N)
+}
