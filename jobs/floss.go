@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -74,8 +73,9 @@ type SyncOptions struct {
 	TaskID string // the asynq task id ("" outside asynq): recorded on a new run, part of the lease holder
 	// Progress is called after every committed page and at the end with the run as stored.
 	Progress func(store.Run)
-	// Stop, when it closes, makes the run stop after the page in hand is committed (graceful shutdown);
-	// Sync then returns ErrStopping.
+	// Stop, when it closes, makes the run read no further page and stop once the pages in hand (at most
+	// three, see pages.go) are written back and committed (graceful shutdown); Sync then returns
+	// ErrStopping.
 	Stop <-chan struct{}
 }
 
@@ -271,25 +271,16 @@ func (f *floss) do(ctx context.Context) (store.Run, Outcome, error) {
 			return f.fail(ctx, err)
 		}
 	}
-	for !f.run.AtEnd {
-		if err := ctx.Err(); err != nil {
-			return f.run, OutcomeRetry, &RetryableError{Err: context.Cause(ctx)}
-		}
-		select {
-		case <-f.opt.Stop:
+	if !f.run.AtEnd {
+		outcome, err := f.pages(ctx, since)
+		switch {
+		case err != nil:
+			return f.fail(ctx, err)
+		case outcome == OutcomeStopped:
 			return f.run, OutcomeStopped, &RetryableError{Err: ErrStopping, Wait: time.Second}
-		default:
-		}
-		page, err := f.ad.Contacts(ctx, esp.Cursor(f.run.Cursor), since)
-		if err != nil {
-			return f.fail(ctx, err)
-		}
-		paused, err := f.page(ctx, page)
-		if err != nil {
-			return f.fail(ctx, err)
-		}
-		f.progress()
-		if paused {
+		case outcome == OutcomeRetry:
+			return f.run, OutcomeRetry, &RetryableError{Err: context.Cause(ctx)}
+		case outcome == OutcomePaused:
 			if err := d.Store.PauseRun(ctx, f.run.ID); err != nil {
 				return f.run, OutcomeRetry, &RetryableError{Err: err}
 			}
@@ -399,144 +390,6 @@ type item struct {
 	dec     policy.Decision
 	action  string
 	include bool
-}
-
-// page processes one page; paused reports that credits ran out (what the balance covered is committed).
-func (f *floss) page(ctx context.Context, page esp.Page) (paused bool, err error) {
-	d := f.r.d
-	now := d.Now().UTC()
-	var items []*item
-	var skipped int64
-	emails := make([]string, 0, len(page.Contacts))
-	for _, c := range page.Contacts {
-		if c.Status == esp.StatusUnsubscribed {
-			skipped++
-			continue
-		}
-		items = append(items, &item{c: c, dup: -1})
-		emails = append(emails, c.Email)
-	}
-	// Reuse: results younger than the window, and always this run's own (a page replayed after a partial
-	// commit or a crash finds them here).
-	reuseSince := now.Add(-d.Settings.ReverifyWindow)
-	if d.Settings.ReverifyWindow <= 0 || f.run.CreatedAt.Before(reuseSince) {
-		reuseSince = f.run.CreatedAt
-	}
-	recent, err := d.Store.RecentResults(ctx, f.cnx.ID, emails, reuseSince)
-	if err != nil {
-		return false, &RetryableError{Err: err}
-	}
-	// Own results of this run for the same contact win over others (their action is what was done).
-	first := map[string]int{}
-	need := 0
-	for i, it := range items {
-		key := strings.ToLower(strings.TrimSpace(it.c.Email))
-		if prev, ok := recent[key]; ok {
-			p := prev
-			it.prev = &p
-			continue
-		}
-		if j, ok := first[key]; ok {
-			it.dup = j
-			continue
-		}
-		first[key] = i
-		it.verify = true
-		need++
-	}
-	budget := need
-	partial := false
-	if need > 0 {
-		bal, err := d.Store.Balance(ctx, f.cnx.AccountID)
-		if err != nil {
-			return false, &RetryableError{Err: err}
-		}
-		if bal < 1 {
-			return true, nil
-		}
-		if bal < int64(need) {
-			budget, partial = int(bal), true
-		}
-	}
-	// Verify (at most budget addresses), in page order.
-	var ins []verify.Input
-	var idx []int
-	for i, it := range items {
-		if !it.verify {
-			continue
-		}
-		if len(ins) == budget {
-			it.verify = false
-			continue
-		}
-		ins = append(ins, verify.Input{Email: it.c.Email, PlatformStatus: string(it.c.Status)})
-		idx = append(idx, i)
-	}
-	if len(ins) > 0 {
-		res := d.Engine.VerifyBatch(ctx, ins, f.want)
-		if err := ctx.Err(); err != nil {
-			return false, &RetryableError{Err: context.Cause(ctx)}
-		}
-		for k, i := range idx {
-			items[i].raw = res[k]
-		}
-	}
-	// Decide.
-	for _, it := range items {
-		switch {
-		case it.verify:
-			it.include = true
-			it.dec = policy.Decide(it.raw, f.set.Policy, f.rules)
-		case it.prev != nil:
-			it.include = true
-			it.raw = rawOf(*it.prev)
-			it.dec = policy.Decide(it.raw, f.set.Policy, f.rules)
-		case it.dup >= 0 && items[it.dup].verify:
-			it.include = true
-			it.raw = items[it.dup].raw
-			it.dec = policy.Decide(it.raw, f.set.Policy, f.rules)
-		}
-		if it.include && it.dec.WriteBack {
-			it.action = f.set.OnFailure
-			if it.action == OnFailureUpdateFields && f.caps.Tags {
-				it.action = "tag"
-			}
-		}
-	}
-	if err := f.writeBack(ctx, items); err != nil {
-		return false, err
-	}
-	// Commit.
-	pc := store.PageCommit{RunID: f.run.ID, FromCursor: f.run.Cursor, NextCursor: string(page.Next), KeepCursor: partial}
-	if !partial {
-		pc.Seen, pc.Skipped = int64(len(page.Contacts)), skipped
-	}
-	if page.Total >= 0 && f.caps.TotalKnown {
-		t := int64(page.Total)
-		pc.Total = &t
-	}
-	for _, it := range items {
-		if !it.include {
-			continue
-		}
-		pc.Results = append(pc.Results, f.result(it, now))
-	}
-	out, err := d.Store.CommitPage(ctx, pc)
-	if err != nil {
-		if errors.Is(err, store.ErrInsufficientCredits) {
-			return true, nil
-		}
-		return false, &RetryableError{Err: err}
-	}
-	f.run = out.Run
-	if m := d.Metrics; m != nil {
-		m.credits.Add(float64(out.Charged))
-		for _, r := range pc.Results {
-			m.contacts.WithLabelValues(r.Reason, boolLabel(r.Passed)).Inc()
-		}
-		m.contactsSkipped.Add(float64(pc.Skipped))
-	}
-	return partial, nil
 }
 
 func boolLabel(b bool) string {

@@ -18,8 +18,10 @@ import (
 	"github.com/autofloss/autofloss/store"
 )
 
-// TestStopAfterPageAndResume: a graceful stop commits the page in hand and returns ErrStopping with the
-// checkpoint; the next call resumes there; every contact has one result and is charged once.
+// TestStopAfterPageAndResume: a graceful stop reads no further page, commits the pages in hand (the
+// committed one that saw the stop plus at most the two behind it in the pipeline) and returns
+// ErrStopping with the checkpoint; the next call resumes there; every contact has one result and is
+// charged once.
 func TestStopAfterPageAndResume(t *testing.T) {
 	e := newEnv(t, envOpts{n: 500, seed: 21, credits: 10000, pageSize: 100})
 	stop := make(chan struct{})
@@ -33,7 +35,7 @@ func TestStopAfterPageAndResume(t *testing.T) {
 	if !errors.Is(err, jobs.ErrStopping) || outcome != jobs.OutcomeStopped || jobs.IsFailure(err) {
 		t.Fatalf("stop: %s %v", outcome, err)
 	}
-	if run.State != store.RunRunning || run.Pages != 3 || run.Cursor == "" {
+	if run.State != store.RunRunning || run.Pages < 3 || run.Pages > 5 || run.Cursor == "" {
 		t.Fatalf("stopped run: state %s pages %d cursor %q", run.State, run.Pages, run.Cursor)
 	}
 	run, outcome, err = e.runner.Sync(e.ctx, jobs.SyncPayload{ConnectionID: e.cnx.ID, RunID: run.ID}, jobs.SyncOptions{TaskID: "b"})

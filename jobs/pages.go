@@ -1,0 +1,348 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/autofloss/autofloss/esp"
+	"github.com/autofloss/autofloss/policy"
+	"github.com/autofloss/autofloss/store"
+	"github.com/autofloss/autofloss/verify"
+)
+
+// The pages of a run go through three stages that overlap, one page in each:
+//
+//	prepare (read the page, look up reusable results, check credits, verify, decide)
+//	  → write back (on_failure on the platform)
+//	    → commit (store.CommitPage: results, counters, credits and the next cursor in one transaction)
+//
+// so page N+2 is read and verified while page N+1 is written back and page N committed. Each stage
+// handles pages in cursor order and hands them on through an unbuffered channel, so at most three pages
+// are in flight, and a page is always written back before it is committed (the commit records the
+// write-back as done). What a page's preparation depends on from the pages ahead of it, not yet
+// committed, is carried in memory:
+//
+//   - Reuse: the store's lookup (RecentResults) cannot see results not yet committed, so prepare also
+//     looks in the results of the pages it prepared and that may not be committed yet (the last three);
+//     a contact already decided there is reused from it, as it would be from the store once committed.
+//     The write-back it records is the one decided before that page was written back (a write the
+//     platform then refused for that one contact is recorded as "none" on its own page only).
+//   - Credits: the balance read for a page is reduced by what the prepared, uncommitted pages will
+//     charge; the balance read and the commit with its charge exclude each other (credit), so a page
+//     never counts a charge twice or misses one.
+//
+// Stopping: when SyncOptions.Stop closes, prepare reads no further page and every page already read is
+// written back and committed before Sync returns, so a graceful stop never leaves a page read or
+// verified without its commit (restart reads on from the next one). A paused page (credits ran out)
+// is the last one prepared. Any error stops all three stages; pages already prepared or written back
+// but not committed are replayed from the checkpoint (write-backs are idempotent, see Runner).
+
+// prepared is a page read, looked up, verified and decided, waiting for its write-back and commit.
+type prepared struct {
+	from    string // the run cursor the page was read at
+	page    esp.Page
+	items   []*item
+	skipped int64
+	charge  int  // addresses verified now: what the commit will debit
+	partial bool // only part of the page was verified (credits ran out): commit keeps the cursor, then pause
+	noCred  bool // nothing could be verified (no credits): nothing to commit; pause
+	now     time.Time
+}
+
+// flow is the shared state of the three stages of one run.
+type flow struct {
+	credit  sync.Mutex // held by a balance read (with pending) and by a commit (with its pending update)
+	pending int64      // charges of prepared pages not committed yet
+	recent  []map[string]store.Result // results of the last pages prepared, by lower-cased address
+	runID   string
+	created time.Time
+}
+
+// errPipelineEnd cancels the stages when the commit stage stops on purpose (credits ran out).
+var errPipelineEnd = errors.New("jobs: page pipeline ended")
+
+// pages runs the three stages from the run's cursor until the end of the read, a pause, a stop or an
+// error; err is the first error of any stage (nil for a stop or a pause). An error a stage meets after
+// the stages were cancelled (by another stage's error, a pause or the run's context) is a consequence,
+// not a cause, and is dropped.
+func (f *floss) pages(ctx context.Context, since time.Time) (Outcome, error) {
+	fl := &flow{runID: f.run.ID, created: f.run.CreatedAt}
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
+	failed := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil && pctx.Err() == nil {
+			firstErr = err
+		}
+		cancel(err)
+	}
+	var wg sync.WaitGroup
+	toWrite := make(chan *prepared)
+	toCommit := make(chan *prepared)
+	stopped := false
+	cursor := f.run.Cursor
+	wg.Add(2)
+	go func() { // prepare
+		defer wg.Done()
+		defer close(toWrite)
+		for {
+			select {
+			case <-f.opt.Stop:
+				stopped = true
+				return
+			case <-pctx.Done():
+				return
+			default:
+			}
+			page, err := f.ad.Contacts(pctx, esp.Cursor(cursor), since)
+			if err != nil {
+				failed(err)
+				return
+			}
+			p, err := f.prepare(pctx, fl, page, cursor)
+			if err != nil {
+				failed(err)
+				return
+			}
+			select {
+			case toWrite <- p:
+			case <-pctx.Done():
+				return
+			}
+			if p.noCred || p.partial || page.Next == "" {
+				return
+			}
+			cursor = string(page.Next)
+		}
+	}()
+	go func() { // write back
+		defer wg.Done()
+		defer close(toCommit)
+		for p := range toWrite {
+			if !p.noCred {
+				if err := f.writeBack(pctx, p.items); err != nil {
+					failed(err)
+					return
+				}
+			}
+			select {
+			case toCommit <- p:
+			case <-pctx.Done():
+				return
+			}
+		}
+	}()
+	// Commit, in this goroutine, until the write-back stage closes toCommit: after the last page, or once
+	// the stages were cancelled (they then hand on nothing more).
+	paused := false
+	for p := range toCommit {
+		if paused || pctx.Err() != nil {
+			continue
+		}
+		pause, err := f.commit(pctx, fl, p)
+		if err != nil {
+			failed(err)
+			continue
+		}
+		f.progress()
+		if pause {
+			paused = true
+			cancel(errPipelineEnd)
+		}
+	}
+	wg.Wait()
+	switch {
+	case firstErr != nil:
+		return OutcomeFailed, firstErr
+	case paused:
+		return OutcomePaused, nil
+	case ctx.Err() != nil:
+		return OutcomeRetry, nil
+	case stopped && !f.run.AtEnd:
+		return OutcomeStopped, nil
+	}
+	return OutcomeDone, nil
+}
+
+// prepare reads what the page needs from the store (reusable results, the balance), verifies the
+// addresses the credits cover and decides every contact.
+func (f *floss) prepare(ctx context.Context, fl *flow, page esp.Page, from string) (*prepared, error) {
+	d := f.r.d
+	p := &prepared{from: from, page: page, now: d.Now().UTC()}
+	emails := make([]string, 0, len(page.Contacts))
+	for _, c := range page.Contacts {
+		if c.Status == esp.StatusUnsubscribed {
+			p.skipped++
+			continue
+		}
+		p.items = append(p.items, &item{c: c, dup: -1})
+		emails = append(emails, c.Email)
+	}
+	items := p.items
+	// Reuse: results younger than the window, and always this run's own (a page replayed after a partial
+	// commit or a crash finds them here), including those of pages not committed yet.
+	reuseSince := p.now.Add(-d.Settings.ReverifyWindow)
+	if d.Settings.ReverifyWindow <= 0 || fl.created.Before(reuseSince) {
+		reuseSince = fl.created
+	}
+	recent, err := d.Store.RecentResults(ctx, f.cnx.ID, emails, reuseSince)
+	if err != nil {
+		return nil, &RetryableError{Err: err}
+	}
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = strings.ToLower(strings.TrimSpace(it.c.Email))
+	}
+	for _, m := range fl.recent {
+		for _, k := range keys {
+			if r, ok := m[k]; ok {
+				recent[k] = r
+			}
+		}
+	}
+	// Own results of this run for the same contact win over others (their action is what was done).
+	first := map[string]int{}
+	need := 0
+	for i, it := range items {
+		key := keys[i]
+		if prev, ok := recent[key]; ok {
+			pr := prev
+			it.prev = &pr
+			continue
+		}
+		if j, ok := first[key]; ok {
+			it.dup = j
+			continue
+		}
+		first[key] = i
+		it.verify = true
+		need++
+	}
+	budget := need
+	if need > 0 {
+		fl.credit.Lock()
+		bal, err := d.Store.Balance(ctx, f.cnx.AccountID)
+		bal -= fl.pending
+		if err == nil && bal >= 1 {
+			budget = int(min(bal, int64(need)))
+			fl.pending += int64(budget)
+		}
+		fl.credit.Unlock()
+		if err != nil {
+			return nil, &RetryableError{Err: err}
+		}
+		if bal < 1 {
+			p.noCred = true
+			return p, nil
+		}
+		p.partial = budget < need
+	}
+	p.charge = budget
+	// Verify (at most budget addresses), in page order.
+	var ins []verify.Input
+	var idx []int
+	for i, it := range items {
+		if !it.verify {
+			continue
+		}
+		if len(ins) == budget {
+			it.verify = false
+			continue
+		}
+		ins = append(ins, verify.Input{Email: it.c.Email, PlatformStatus: string(it.c.Status)})
+		idx = append(idx, i)
+	}
+	if len(ins) > 0 {
+		res := d.Engine.VerifyBatch(ctx, ins, f.want)
+		if err := ctx.Err(); err != nil {
+			return nil, &RetryableError{Err: context.Cause(ctx)}
+		}
+		for k, i := range idx {
+			items[i].raw = res[k]
+		}
+	}
+	// Decide.
+	mine := make(map[string]store.Result, len(items))
+	for i, it := range items {
+		switch {
+		case it.verify:
+			it.include = true
+			it.dec = policy.Decide(it.raw, f.set.Policy, f.rules)
+		case it.prev != nil:
+			it.include = true
+			it.raw = rawOf(*it.prev)
+			it.dec = policy.Decide(it.raw, f.set.Policy, f.rules)
+		case it.dup >= 0 && items[it.dup].verify:
+			it.include = true
+			it.raw = items[it.dup].raw
+			it.dec = policy.Decide(it.raw, f.set.Policy, f.rules)
+		}
+		if it.include && it.dec.WriteBack {
+			it.action = f.set.OnFailure
+			if it.action == OnFailureUpdateFields && f.caps.Tags {
+				it.action = "tag"
+			}
+		}
+		if it.include {
+			nr := f.result(it, p.now)
+			mine[keys[i]] = store.Result{RunID: fl.runID, ConnectionID: f.cnx.ID,
+				ContactID: nr.ContactID, ListID: nr.ListID, Email: nr.Email, Status: nr.Status, Reason: nr.Reason, Passed: nr.Passed,
+				Suggestion: nr.Suggestion, Action: nr.Action, Reused: nr.Reused, Evidence: nr.Evidence, VerifiedAt: nr.VerifiedAt}
+		}
+	}
+	// The pages that may not be committed when the next one is prepared: this one and the two before it.
+	fl.recent = append(fl.recent, mine)
+	if len(fl.recent) > 3 {
+		fl.recent = fl.recent[1:]
+	}
+	return p, nil
+}
+
+// commit commits a written-back page; paused reports that credits ran out on it.
+func (f *floss) commit(ctx context.Context, fl *flow, p *prepared) (paused bool, err error) {
+	d := f.r.d
+	if p.noCred {
+		return true, nil
+	}
+	pc := store.PageCommit{RunID: fl.runID, FromCursor: p.from, NextCursor: string(p.page.Next), KeepCursor: p.partial}
+	if !p.partial {
+		pc.Seen, pc.Skipped = int64(len(p.page.Contacts)), p.skipped
+	}
+	if p.page.Total >= 0 && f.caps.TotalKnown {
+		t := int64(p.page.Total)
+		pc.Total = &t
+	}
+	for _, it := range p.items {
+		if !it.include {
+			continue
+		}
+		pc.Results = append(pc.Results, f.result(it, p.now))
+	}
+	fl.credit.Lock()
+	out, err := d.Store.CommitPage(ctx, pc)
+	fl.pending -= int64(p.charge)
+	fl.credit.Unlock()
+	if err != nil {
+		if errors.Is(err, store.ErrInsufficientCredits) {
+			return true, nil
+		}
+		return false, &RetryableError{Err: err}
+	}
+	f.run = out.Run
+	if m := d.Metrics; m != nil {
+		m.credits.Add(float64(out.Charged))
+		for _, r := range pc.Results {
+			m.contacts.WithLabelValues(r.Reason, boolLabel(r.Passed)).Inc()
+		}
+		m.contactsSkipped.Add(float64(pc.Skipped))
+	}
+	return p.partial, nil
+}
