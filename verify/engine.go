@@ -141,7 +141,7 @@ func (e *Engine) Verify(ctx context.Context, in Input, want Checks) Result {
 
 // work is the in-progress state of one input.
 type work struct {
-	res      Result
+	res      *Result // the caller's result, filled in place
 	addr     Address
 	start    time.Time
 	done     bool
@@ -168,14 +168,17 @@ func (w *work) stop(want Checks) bool {
 // of one domain share the DNS answer and SMTP sessions (one session per up to
 // RcptPerSession recipients, RSET every RcptPerTransaction).
 func (e *Engine) VerifyBatch(ctx context.Context, ins []Input, want Checks) []Result {
+	out := make([]Result, len(ins))
+	wv := make([]work, len(ins))
 	ws := make([]*work, len(ins))
 	for i, in := range ins {
-		ws[i] = e.local(in, want)
+		ws[i] = &wv[i]
+		wv[i].res = &out[i]
+		e.local(&wv[i], in, want)
 	}
 	e.remoteWork(ctx, ws, want)
-	out := make([]Result, len(ws))
-	for i, w := range ws {
-		out[i] = e.finish(w)
+	for _, w := range ws {
+		e.finish(w)
 	}
 	return out
 }
@@ -227,7 +230,7 @@ func (e *Engine) remoteWork(ctx context.Context, ws []*work, want Checks) {
 	e.probeAll(ctx, pending, want)
 }
 
-func (e *Engine) finish(w *work) Result {
+func (e *Engine) finish(w *work) {
 	r := w.found
 	if r == "" {
 		r = ReasonValid
@@ -237,12 +240,11 @@ func (e *Engine) finish(w *work) Result {
 	w.res.Evidence.Duration = e.opt.Now().Sub(w.start)
 	w.res.Evidence.DNSDuration = w.dnsDur
 	w.res.VerifiedAt = e.opt.Now().UTC()
-	return w.res
 }
 
 // local runs the checks without network: syntax, lists, platform status, typo suggestion.
-func (e *Engine) local(in Input, want Checks) *work {
-	w := &work{start: e.opt.Now()}
+func (e *Engine) local(w *work, in Input, want Checks) {
+	w.start = e.opt.Now()
 	w.res.Evidence.Ran = make([]string, 0, 5)
 	raw := strings.TrimSpace(in.Email)
 	w.res.Email = raw
@@ -258,10 +260,10 @@ func (e *Engine) local(in Input, want Checks) *work {
 				w.res.Suggestion = e.sugg.SuggestAddress(raw[:at], dom)
 			}
 		}
-		return w
+		return
 	}
 	w.addr = a
-	w.res.Email = a.String()
+	w.res.Email = a.stringFrom(raw)
 	w.res.Domain = a.Domain
 	l := e.lists
 	// lists
@@ -305,7 +307,7 @@ func (e *Engine) local(in Input, want Checks) *work {
 	w.res.Suggestion = e.sugg.SuggestAddress(a.Local, a.Domain)
 	if w.stop(want) {
 		w.done = true
-		return w
+		return
 	}
 	// provider rules: never probed, verdict by rule
 	if v, ok := e.prov.ForDomain(a.Domain); ok {
@@ -314,12 +316,11 @@ func (e *Engine) local(in Input, want Checks) *work {
 			w.find(ReasonAcceptAll)
 		}
 		w.done = true
-		return w
+		return
 	}
 	if !want.WantsDNS() {
 		w.done = true
 	}
-	return w
 }
 
 // smtpWork is one domain's recipients waiting for the SMTP probe.
@@ -361,16 +362,25 @@ func (e *Engine) remote(ctx context.Context, domain string, group []*work, want 
 	if info.outcome == dnsOK && len(info.mx) > 0 && !info.implicit {
 		provVerdict, provHost, _ = e.prov.ForMX(info.mx[0])
 	}
+	// one copy of the answer per domain: the group's results share it (capacity
+	// = length, so an append by a caller copies)
+	var mxCopy, nsCopy []string
+	if len(info.mx) > 0 {
+		mxCopy = append(make([]string, 0, len(info.mx)), info.mx...)
+	}
+	if len(ns) > 0 {
+		nsCopy = append(make([]string, 0, len(ns)), ns...)
+	}
 	var smtp []*work
 	for _, w := range group {
 		w.ran("dns")
 		w.dnsDur = dur
 		ev := &w.res.Evidence
 		ev.DNSCached = cached
-		ev.MX = append([]string(nil), info.mx...)
+		ev.MX = mxCopy
 		ev.ImplicitMX = info.implicit
 		ev.DNSError = info.err
-		ev.NS = append([]string(nil), ns...)
+		ev.NS = nsCopy
 		switch info.outcome {
 		case dnsNXDomain, dnsNoMail:
 			w.find(ReasonIllegitimate)

@@ -277,6 +277,83 @@ func sanitizeText(text string, addrs ...string) string {
 	return text
 }
 
+// sanitizeRcpt is sanitizeText(text, local+"@"+domain, local) without building
+// the address or lower-cased copies when everything is ASCII (the usual case).
+func sanitizeRcpt(text, local, domain string) string {
+	if !isASCII(text) || !isASCII(local) || !isASCII(domain) {
+		return sanitizeText(text, local+"@"+domain, local)
+	}
+	var buf [256]byte
+	text = strings.ReplaceAll(text, "\n", " ")
+	if indexFoldASCII(text, [3]string{local}) < 0 { // nor, then, the address
+		return text[:min(len(text), 200)]
+	}
+	first := replaceFoldASCII(buf[:0], text, [3]string{local, "@", domain})
+	out := replaceFoldASCII(make([]byte, 0, len(first)+16), first, [3]string{local})
+	return string(out[:min(len(out), 200)])
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// indexFoldASCII is the index of the first ASCII case-insensitive match of
+// the concatenated parts in s, or -1.
+func indexFoldASCII[T string | []byte](s T, parts [3]string) int {
+	n := len(parts[0]) + len(parts[1]) + len(parts[2])
+	if n == 0 {
+		return 0
+	}
+	for i := 0; i+n <= len(s); i++ {
+		k := i
+		ok := true
+		for _, p := range parts {
+			for j := 0; j < len(p); j++ {
+				if lowerASCII(s[k]) != lowerASCII(p[j]) {
+					ok = false
+					break
+				}
+				k++
+			}
+			if !ok {
+				break
+			}
+		}
+		if ok {
+			return i
+		}
+	}
+	return -1
+}
+
+// replaceFoldASCII appends s to dst with every (non-overlapping, left to
+// right) case-insensitive match of the parts replaced by "<address>", as
+// replaceFold does for ASCII text.
+func replaceFoldASCII[T string | []byte](dst []byte, s T, parts [3]string) []byte {
+	n := len(parts[0]) + len(parts[1]) + len(parts[2])
+	for {
+		i := indexFoldASCII(s, parts)
+		if i < 0 {
+			return append(dst, s...)
+		}
+		dst = append(dst, s[:i]...)
+		dst = append(dst, "<address>"...)
+		s = s[i+n:]
+	}
+}
+
 func replaceFold(s, old, repl string) string {
 	ls, lo := strings.ToLower(s), strings.ToLower(old)
 	var b strings.Builder
@@ -305,20 +382,27 @@ func containsAny(s string, words ...string) bool {
 // inbox_full; "disabled/inactive" text deactivated; policy/blocked replies and
 // other 4xx unverified; 550/551/553 (and the 5.1.x class) nonexistent.
 func ClassifyRCPT(code int, text string) Reason {
-	t := strings.ToLower(text)
-	quota := containsAny(t, "quota", "mailbox full", "mailbox is full", "full mailbox", "over the limit", "insufficient storage", "4.2.2", "5.2.2", "exceeded storage")
-	disabled := containsAny(t, "disabled", "inactive", "deactivated", "suspended", "not active", "no longer active", "account closed", "5.2.1", "4.2.1")
-	policy := containsAny(t, "spam", "block", "blacklist", "listed", "reputation", "policy", "denied", "relay", "5.7.", "rate limit", "too many")
-	switch {
-	case code >= 200 && code < 300:
+	if code >= 200 && code < 300 {
 		return ReasonValid
-	case code == 552, code >= 400 && quota:
+	}
+	t := strings.ToLower(text)
+	quota := func() bool {
+		return containsAny(t, "quota", "mailbox full", "mailbox is full", "full mailbox", "over the limit", "insufficient storage", "4.2.2", "5.2.2", "exceeded storage")
+	}
+	disabled := func() bool {
+		return containsAny(t, "disabled", "inactive", "deactivated", "suspended", "not active", "no longer active", "account closed", "5.2.1", "4.2.1")
+	}
+	policy := func() bool {
+		return containsAny(t, "spam", "block", "blacklist", "listed", "reputation", "policy", "denied", "relay", "5.7.", "rate limit", "too many")
+	}
+	switch { // the text's tests run only as far as the cases need them
+	case code == 552, code >= 400 && quota():
 		return ReasonInboxFull
-	case code >= 500 && disabled:
+	case code >= 500 && disabled():
 		return ReasonDeactivated
 	case code >= 400 && code < 500:
 		return ReasonUnverified
-	case policy:
+	case policy():
 		return ReasonUnverified
 	case code == 550, code == 551, code == 553, code == 554 && containsAny(t, "5.1.", "unknown", "no such", "not exist", "does not exist"), code == 501:
 		return ReasonNonexistent
@@ -640,9 +724,8 @@ const maxGroupBytes = 4096
 
 type pendingCmd struct {
 	kind uint8
-	k    int    // todo position
-	j    int    // local index (cmdRcpt)
-	addr string // the address probed (cmdRcpt)
+	k    int // todo position
+	j    int // local index (cmdRcpt)
 }
 
 // transact sends MAIL FROM, the RCPTs of the todo requests (RSET + MAIL FROM
@@ -702,8 +785,8 @@ func (p *prober) transact(st *smtpStep, host string, reqs []domainReq, todo []in
 				failFrom(res, todo, c.k, host, ReasonUnverified, "rcpt", code, text, err)
 				return false
 			}
-			l := reqs[todo[c.k]].locals[c.j]
-			res[todo[c.k]].rcpts[c.j] = rcptOutcome{reason: ClassifyRCPT(code, text), code: code, text: sanitizeText(text, c.addr, l), step: "rcpt", mxHost: host}
+			r := reqs[todo[c.k]]
+			res[todo[c.k]].rcpts[c.j] = rcptOutcome{reason: ClassifyRCPT(code, text), code: code, text: sanitizeRcpt(text, r.locals[c.j], r.domain), step: "rcpt", mxHost: host}
 		case cmdFinalRset:
 			healthy = err == nil && code == 250
 		}
@@ -770,7 +853,7 @@ func (p *prober) transact(st *smtpStep, host string, reqs []domainReq, todo []in
 			}
 		}
 		for j, l := range r.locals {
-			if !rcpt(pendingCmd{kind: cmdRcpt, k: k, j: j, addr: l + "@" + r.domain}, l, r.domain) {
+			if !rcpt(pendingCmd{kind: cmdRcpt, k: k, j: j}, l, r.domain) {
 				return healthy, redo
 			}
 		}

@@ -18,6 +18,14 @@ type Address struct {
 // String is local@domain.
 func (a Address) String() string { return a.Local + "@" + a.Domain }
 
+// stringFrom is a.String(), reusing raw when it already reads so.
+func (a Address) stringFrom(raw string) string {
+	if n := len(a.Local); len(raw) == n+1+len(a.Domain) && raw[n] == '@' && raw[:n] == a.Local && raw[n+1:] == a.Domain {
+		return raw
+	}
+	return a.String()
+}
+
 // Syntax errors; messages never contain the address.
 var (
 	ErrNoAt          = errors.New("no @")
