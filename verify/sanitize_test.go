@@ -29,6 +29,9 @@ func TestSanitizeRcptSameAsSanitizeText(t *testing.T) {
 		if got := sanitizeRcpt(tc.text, tc.local, tc.domain); got != want {
 			t.Errorf("%q %q %q: got %q want %q", tc.text, tc.local, tc.domain, got, want)
 		}
+		if got := sanitizeRcpt([]byte(tc.text), tc.local, tc.domain); got != want {
+			t.Errorf("bytes %q %q %q: got %q want %q", tc.text, tc.local, tc.domain, got, want)
+		}
 	}
 }
 
@@ -54,6 +57,9 @@ func TestSanitizeRcptRandom(t *testing.T) {
 		want := sanitizeText(text, local+"@"+domain, local)
 		if got := sanitizeRcpt(text, local, domain); got != want {
 			t.Fatalf("%q %q %q: got %q want %q", text, local, domain, got, want)
+		}
+		if got := sanitizeRcpt([]byte(text), local, domain); got != want {
+			t.Fatalf("bytes %q %q %q: got %q want %q", text, local, domain, got, want)
 		}
 	}
 }

@@ -197,26 +197,32 @@ func parseCode(line []byte) (code int, continued, ok bool) {
 // readReply reads one (possibly multi-line) reply with the semantics of
 // textproto.Reader.ReadResponse(0): the lines' texts joined by "\n".
 func (s *smtpStep) readReply() (int, string, error) {
+	code, text, err := s.readReplyRaw()
+	return code, string(text), err
+}
+
+// readReplyRaw is readReply with the text as bytes, valid until the next read.
+func (s *smtpStep) readReplyRaw() (int, []byte, error) {
 	line, err := s.readLine()
 	if err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
 	code, continued, ok := parseCode(line)
 	if !ok {
 		if len(line) < 4 || line[3] != ' ' && line[3] != '-' {
-			return 0, "", textproto.ProtocolError(fmt.Sprintf("short response: %q", line))
+			return 0, nil, textproto.ProtocolError(fmt.Sprintf("short response: %q", line))
 		}
-		return 0, "", textproto.ProtocolError(fmt.Sprintf("invalid response code: %q", line))
+		return 0, nil, textproto.ProtocolError(fmt.Sprintf("invalid response code: %q", line))
 	}
 	if !continued {
-		return code, string(line[4:]), nil
+		return code, line[4:], nil
 	}
-	var b strings.Builder
+	var b bytes.Buffer
 	b.Write(line[4:])
 	for continued {
 		line, err := s.readLine()
 		if err != nil {
-			return 0, "", err
+			return 0, nil, err
 		}
 		b.WriteByte('\n')
 		code2, cont, ok := parseCode(line)
@@ -227,7 +233,7 @@ func (s *smtpStep) readReply() (int, string, error) {
 		continued = cont
 		b.Write(line[4:])
 	}
-	return code, b.String(), nil
+	return code, b.Bytes(), nil
 }
 
 // hasPipelining reports whether an EHLO reply advertises PIPELINING.
@@ -279,21 +285,26 @@ func sanitizeText(text string, addrs ...string) string {
 
 // sanitizeRcpt is sanitizeText(text, local+"@"+domain, local) without building
 // the address or lower-cased copies when everything is ASCII (the usual case).
-func sanitizeRcpt(text, local, domain string) string {
+// The text may be the reply's bytes, read in place.
+func sanitizeRcpt[T string | []byte](text T, local, domain string) string {
 	if !isASCII(text) || !isASCII(local) || !isASCII(domain) {
-		return sanitizeText(text, local+"@"+domain, local)
+		return sanitizeText(string(text), local+"@"+domain, local)
 	}
-	var buf [256]byte
-	text = strings.ReplaceAll(text, "\n", " ")
+	for i := 0; i < len(text); i++ {
+		if text[i] == '\n' {
+			return sanitizeRcpt(strings.ReplaceAll(string(text), "\n", " "), local, domain)
+		}
+	}
 	if indexFoldASCII(text, [3]string{local}) < 0 { // nor, then, the address
-		return text[:min(len(text), 200)]
+		return string(text[:min(len(text), 200)])
 	}
-	first := replaceFoldASCII(buf[:0], text, [3]string{local, "@", domain})
-	out := replaceFoldASCII(make([]byte, 0, len(first)+16), first, [3]string{local})
+	var b1, b2 [256]byte
+	first := replaceFoldASCII(b1[:0], text, [3]string{local, "@", domain})
+	out := replaceFoldASCII(b2[:0], first, [3]string{local})
 	return string(out[:min(len(out), 200)])
 }
 
-func isASCII(s string) bool {
+func isASCII[T string | []byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			return false
@@ -780,13 +791,9 @@ func (p *prober) transact(st *smtpStep, host string, reqs []domainReq, todo []in
 				p.storeCatchAll(r.domain, false)
 			}
 			// 4xx: unknown and not cached; the recipients tell their own story
-		case cmdRcpt:
-			if err != nil {
-				failFrom(res, todo, c.k, host, ReasonUnverified, "rcpt", code, text, err)
-				return false
-			}
-			r := reqs[todo[c.k]]
-			res[todo[c.k]].rcpts[c.j] = rcptOutcome{reason: ClassifyRCPT(code, text), code: code, text: sanitizeRcpt(text, r.locals[c.j], r.domain), step: "rcpt", mxHost: host}
+		case cmdRcpt: // (the replies' happy path is in flush)
+			failFrom(res, todo, c.k, host, ReasonUnverified, "rcpt", code, text, err)
+			return false
 		case cmdFinalRset:
 			healthy = err == nil && code == 250
 		}
@@ -799,11 +806,20 @@ func (p *prober) transact(st *smtpStep, host string, reqs []domainReq, todo []in
 		}
 		werr := st.send()
 		for n, c := range pend {
-			code, text, err := 0, "", werr
+			code, raw, err := 0, []byte(nil), werr
 			if werr == nil {
-				code, text, err = st.readReply()
+				code, raw, err = st.readReplyRaw()
 			}
-			if !handle(c, code, text, err) {
+			if c.kind == cmdRcpt && err == nil { // the bulk of the replies: evidence straight from the read buffer
+				r := reqs[todo[c.k]]
+				reason := ReasonValid
+				if code < 200 || code >= 300 {
+					reason = ClassifyRCPT(code, string(raw))
+				}
+				res[todo[c.k]].rcpts[c.j] = rcptOutcome{reason: reason, code: code, text: sanitizeRcpt(raw, r.locals[c.j], r.domain), step: "rcpt", mxHost: host}
+				continue
+			}
+			if !handle(c, code, string(raw), err) {
 				done = true
 				if healthy && err == nil { // the session goes back to the pool: read the replies still due
 					for range pend[n+1:] {
