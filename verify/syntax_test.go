@@ -183,3 +183,16 @@ func TestListFiles(t *testing.T) {
 }
 
 var testNow = mustTime("2026-06-02T09:00:00Z")
+
+// TestCheckBitAndRankMatchTables: the switch forms agree with the tables.
+func TestCheckBitAndRankMatchTables(t *testing.T) {
+	for _, r := range append(Reasons(), "nonsense", "") {
+		if got, want := checkBit(r), checkBits[r]; got != want {
+			t.Errorf("checkBit(%q) = %b, table %b", r, got, want)
+		}
+		want := reasonRank[r]
+		if got := rank(r); got != want {
+			t.Errorf("rank(%q) = %d, table %d", r, got, want)
+		}
+	}
+}

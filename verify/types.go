@@ -70,7 +70,48 @@ func (r Reason) Precedes(o Reason) bool {
 	if o == ReasonValid {
 		return true
 	}
-	return reasonRank[r] < reasonRank[o]
+	return rank(r) < rank(o)
+}
+
+// rank is reasonRank[r] as a switch (0 for an unknown reason, as the map gives).
+func rank(r Reason) int {
+	switch r {
+	case ReasonValid:
+		return 0
+	case ReasonInvalid:
+		return 1
+	case ReasonIllegitimate:
+		return 2
+	case ReasonNonexistent:
+		return 3
+	case ReasonInboxFull:
+		return 4
+	case ReasonDeactivated:
+		return 5
+	case ReasonSpam:
+		return 6
+	case ReasonRole:
+		return 7
+	case ReasonBanned:
+		return 8
+	case ReasonAvailable:
+		return 9
+	case ReasonComplainer:
+		return 10
+	case ReasonBounced:
+		return 11
+	case ReasonDisposable:
+		return 12
+	case ReasonBlacklisted:
+		return 13
+	case ReasonAcceptAll:
+		return 14
+	case ReasonUnverified:
+		return 15
+	case ReasonFailedExchange:
+		return 16
+	}
+	return 0
 }
 
 // Status returns the status that verification.md attaches to the reason.
@@ -134,19 +175,56 @@ const NoEarlyStop Checks = 1 << 31
 const AllChecks Checks = (1 << 15) - 1
 
 // CheckOf returns the bit for a gated reason (0 for valid/blacklisted/unknown).
-func CheckOf(r Reason) Checks { return checkBits[r] }
+func CheckOf(r Reason) Checks { return checkBit(r) }
+
+// checkBit is checkBits[r] as a switch (no hashing on the per-address path).
+func checkBit(r Reason) Checks {
+	switch r {
+	case ReasonInvalid:
+		return 1 << 0
+	case ReasonIllegitimate:
+		return 1 << 1
+	case ReasonNonexistent:
+		return 1 << 2
+	case ReasonInboxFull:
+		return 1 << 3
+	case ReasonDeactivated:
+		return 1 << 4
+	case ReasonSpam:
+		return 1 << 5
+	case ReasonRole:
+		return 1 << 6
+	case ReasonBanned:
+		return 1 << 7
+	case ReasonAvailable:
+		return 1 << 8
+	case ReasonComplainer:
+		return 1 << 9
+	case ReasonBounced:
+		return 1 << 10
+	case ReasonDisposable:
+		return 1 << 11
+	case ReasonAcceptAll:
+		return 1 << 12
+	case ReasonUnverified:
+		return 1 << 13
+	case ReasonFailedExchange:
+		return 1 << 14
+	}
+	return 0
+}
 
 // ChecksOf builds a set from reasons.
 func ChecksOf(rs ...Reason) Checks {
 	var c Checks
 	for _, r := range rs {
-		c |= checkBits[r]
+		c |= checkBit(r)
 	}
 	return c
 }
 
 // Has reports whether the check for reason r is wanted.
-func (c Checks) Has(r Reason) bool { b := checkBits[r]; return b != 0 && c&b != 0 }
+func (c Checks) Has(r Reason) bool { return c&checkBit(r) != 0 }
 
 // With returns c plus the checks for rs.
 func (c Checks) With(rs ...Reason) Checks { return c | ChecksOf(rs...) }
@@ -157,10 +235,10 @@ func (c Checks) Without(rs ...Reason) Checks { return c &^ ChecksOf(rs...) }
 // WantsSMTP reports whether any SMTP-based check is wanted; when none is, the
 // engine never opens an SMTP connection. unverified counts: it is what a probe
 // that only met temporary errors reports.
-func (c Checks) WantsSMTP() bool {
-	return c&ChecksOf(ReasonNonexistent, ReasonInboxFull, ReasonDeactivated, ReasonAcceptAll,
-		ReasonUnverified, ReasonFailedExchange) != 0
-}
+func (c Checks) WantsSMTP() bool { return c&smtpChecks != 0 }
+
+var smtpChecks = ChecksOf(ReasonNonexistent, ReasonInboxFull, ReasonDeactivated, ReasonAcceptAll,
+	ReasonUnverified, ReasonFailedExchange)
 
 // WantsDNS reports whether any DNS-based check is wanted.
 func (c Checks) WantsDNS() bool {
