@@ -21,7 +21,10 @@
 // Sharing: one Engine per process. Its DNS cache (positive/negative TTLs,
 // single-flight per domain), catch-all cache and SMTP session pool (per MX
 // host, capped, sessions shared by every domain an exchanger serves and kept
-// IdleTimeout for the next batch) are what make large runs cheap.
+// IdleTimeout for the next batch) are what make large runs cheap. When an
+// exchanger advertises PIPELINING (RFC 2920), a session's RCPTs go in groups
+// (one write, replies read in order), which the outcomes cannot tell from
+// lock-step probing; Options.NoPipelining turns it off.
 //
 // Privacy: errors, logs and evidence never contain addresses (SMTP reply texts
 // have the probed address replaced by "<address>").
