@@ -126,11 +126,14 @@ func BenchmarkWorld10kSharedMX(b *testing.B) {
 // BenchmarkWorldCachedDNS is Verify throughput on the world with DNS cached
 // (SMTP still probed), one address per call.
 func BenchmarkWorldCachedDNS(b *testing.B) {
-	w := world(b)
-	e := engine(b, w, func(o *verify.Options) { o.PerHostConcurrency = 16 })
+	bw := newBenchWorld(b)
+	e := bw.engine(b, func(o *verify.Options) { o.PerHostConcurrency = 16 })
+	defer e.Close()
 	ins := verifytest.BulkAddresses(2000)
 	e.VerifyBatch(context.Background(), ins, verify.AllChecks) // warm
+	cpu := cpuClock{bw: bw}
 	b.ResetTimer()
+	cpu.start()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
@@ -138,7 +141,9 @@ func BenchmarkWorldCachedDNS(b *testing.B) {
 			i++
 		}
 	})
+	cpu.stop()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "addrs/s")
+	cpu.report(b, b.N)
 }
 
 // BenchmarkWorldWarm is the steady state of a long floss: one engine (DNS,
