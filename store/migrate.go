@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"sort"
 	"strconv"
@@ -52,7 +53,10 @@ func (s *Store) migrations() ([]migration, error) {
 }
 
 // Migrate applies every pending migration and returns how many it applied.
-func (s *Store) Migrate(ctx context.Context) (int, error) {
+func (s *Store) Migrate(ctx context.Context) (int, error) { return s.migrateTo(ctx, math.MaxInt64) }
+
+// migrateTo applies the pending migrations up to version upTo (tests of a migration start below it).
+func (s *Store) migrateTo(ctx context.Context, upTo int64) (int, error) {
 	ms, err := s.migrations()
 	if err != nil {
 		return 0, err
@@ -77,7 +81,7 @@ func (s *Store) Migrate(ctx context.Context) (int, error) {
 			done[v] = true
 		}
 		for _, m := range ms {
-			if done[m.version] {
+			if done[m.version] || m.version > upTo {
 				continue
 			}
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {

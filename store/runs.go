@@ -280,10 +280,16 @@ type PageOutcome struct {
 }
 
 // CommitPage stores a page in one transaction: inserts the results (a result already stored for the same
-// run, list and contact is left alone), adds the newly inserted ones to the run counters, debits one
+// run, list and contact is left alone — with the same address: see below), adds the newly inserted ones to the run counters, debits one
 // credit per newly inserted non-reused result (ledger ref "run:<id>:page:<n>"), and moves the run cursor.
 // If the balance cannot cover the debit nothing is stored and ErrInsufficientCredits is returned: the
 // caller pauses the run (check Balance first and commit only what it covers, with KeepCursor).
+//
+// Uniqueness is per run, list, contact AND lower-cased address (the unique index results_unique, whose
+// prefix also serves RecentResults; one index in random order instead of two is what keeps a commit cheap,
+// see migration 0002). A replayed or re-committed result inserts and charges nothing. Only when a contact's
+// address changes on the platform while the run reads it twice does the new address get a result of its
+// own, counted and charged: it was verified, and its verdict is what the re-verify window must find.
 func (s *Store) CommitPage(ctx context.Context, pc PageCommit) (PageOutcome, error) {
 	var out PageOutcome
 	err := s.withTx(ctx, func(tx *sqlx.Tx) error {
@@ -365,10 +371,15 @@ func (s *Store) CommitPage(ctx context.Context, pc PageCommit) (PageOutcome, err
 // below SQLite's variable limit (32,766) and PostgreSQL's (65,535).
 const resultsChunk = 500
 
-// insertResults inserts a page's results with multi-row INSERTs (ON CONFLICT DO NOTHING: a result already
-// stored for the run, list and contact is left alone) and returns the indexes in rs of the rows newly
-// inserted, in order. RETURNING names the inserted rows; when a contact appears twice its first
-// occurrence is the one inserted (rows are inserted in order), as with one INSERT per result.
+// resultKey is what makes a stored result unique within a run (with the run and connection, which are
+// the same for a whole page): the unique index results_unique.
+type resultKey struct{ list, contact, emailLower string }
+
+// insertResults inserts a page's results with multi-row INSERTs (ON CONFLICT DO NOTHING on results_unique:
+// a result already stored for the run, list, contact and address is left alone) and returns the indexes in
+// rs of the rows newly inserted, in order. RETURNING names the inserted rows; when a contact appears twice
+// with the same address its first occurrence is the one inserted (rows are inserted in order), as with one
+// INSERT per result.
 func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID string, rs []NewResult) ([]int, error) {
 	var inserted []int
 	var b strings.Builder
@@ -378,7 +389,7 @@ func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID str
 		b.WriteString(`INSERT INTO results (run_id, connection_id, contact_id, list_id, email, email_lower, status, reason, passed,
 			suggestion, action, reused, evidence, verified_at) VALUES `)
 		args := make([]any, 0, 14*len(chunk))
-		first := make(map[[2]string]int, len(chunk))
+		first := make(map[resultKey]int, len(chunk))
 		for i, r := range chunk {
 			if i > 0 {
 				b.WriteString(", ")
@@ -392,25 +403,28 @@ func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID str
 			if vat.IsZero() {
 				vat = s.now()
 			}
-			args = append(args, runID, cnxID, r.ContactID, r.ListID, r.Email, strings.ToLower(r.Email), r.Status,
+			lower := strings.ToLower(r.Email)
+			args = append(args, runID, cnxID, r.ContactID, r.ListID, r.Email, lower, r.Status,
 				r.Reason, r.Passed, r.Suggestion, r.Action, r.Reused, string(ev), s.tv(vat))
-			if _, ok := first[[2]string{r.ListID, r.ContactID}]; !ok {
-				first[[2]string{r.ListID, r.ContactID}] = start + i
+			k := resultKey{r.ListID, r.ContactID, lower}
+			if _, ok := first[k]; !ok {
+				first[k] = start + i
 			}
 		}
-		b.WriteString(` ON CONFLICT (run_id, list_id, contact_id) DO NOTHING RETURNING list_id, contact_id`)
+		b.WriteString(` ON CONFLICT (connection_id, email_lower, run_id, list_id, contact_id) DO NOTHING
+			RETURNING list_id, contact_id, email_lower`)
 		rows, err := tx.QueryContext(ctx, s.q(b.String()), args...)
 		if err != nil {
 			return nil, fmt.Errorf("store: insert results: %w", err)
 		}
 		from := len(inserted)
 		for rows.Next() {
-			var list, contact string
-			if err := rows.Scan(&list, &contact); err != nil {
+			var k resultKey
+			if err := rows.Scan(&k.list, &k.contact, &k.emailLower); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("store: insert results: %w", err)
 			}
-			if i, ok := first[[2]string{list, contact}]; ok {
+			if i, ok := first[k]; ok {
 				inserted = append(inserted, i)
 			}
 		}

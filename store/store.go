@@ -26,7 +26,6 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/jmoiron/sqlx"
-	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
 
 	"github.com/autofloss/autofloss/config"
 	"github.com/autofloss/autofloss/store/seal"
@@ -96,10 +95,7 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 				q.Set(k, v)
 			}
 		}
-		db, err := sqlx.Open("sqlite3", "file:"+path+"?"+q.Encode())
-		if err != nil {
-			return nil, fmt.Errorf("store: open sqlite: %w", err)
-		}
+		db := sqlx.NewDb(sql.OpenDB(sqliteConnector{dsn: "file:" + path + "?" + q.Encode()}), "sqlite3")
 		db.SetMaxOpenConns(8)
 		db.SetMaxIdleConns(8)
 		s.db = db
