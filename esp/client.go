@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -100,10 +101,9 @@ func NewClient(o ClientOptions) *Client {
 }
 
 type account struct {
-	lim   *rate.Limiter
+	lim   *rate.Limiter // nil: no rate limit
 	sem   chan struct{}
-	mu    sync.Mutex
-	pause time.Time // nobody sends to this account before this (set by a throttle answer)
+	pause atomic.Int64 // Unix ns; nobody sends to this account before this (set by a throttle answer); 0: none
 }
 
 // Account is one platform account's handle on the client: its shared limiter, its throttle parser.
@@ -127,7 +127,7 @@ func (c *Client) Account(platform, credential string, def Limits, throttle Throt
 	c.mu.Lock()
 	a := c.accounts[k]
 	if a == nil {
-		a = &account{lim: rate.NewLimiter(rate.Inf, 0)}
+		a = &account{}
 		if def.Rate > 0 {
 			b := def.Burst
 			if b < 1 {
@@ -267,25 +267,29 @@ func backoff(r Retry, attempt int) time.Duration {
 }
 
 func (a *Account) pauseFor(d time.Duration) {
-	a.a.mu.Lock()
-	if t := time.Now().Add(d); t.After(a.a.pause) {
-		a.a.pause = t
+	t := time.Now().Add(d).UnixNano()
+	for {
+		p := a.a.pause.Load()
+		if t <= p || a.a.pause.CompareAndSwap(p, t) {
+			return
+		}
 	}
-	a.a.mu.Unlock()
 }
 
 func (a *Account) wait(ctx context.Context) error {
-	a.a.mu.Lock()
-	p := a.a.pause
-	a.a.mu.Unlock()
-	if d := time.Until(p); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+	if p := a.a.pause.Load(); p != 0 {
+		if d := time.Until(time.Unix(0, p)); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
 		}
+	}
+	if a.a.lim == nil {
+		return ctx.Err()
 	}
 	return a.a.lim.Wait(ctx)
 }
@@ -439,29 +443,62 @@ func transportCause(err error) error {
 // DoJSON sends body as JSON (when non-nil; contentType defaults to application/json) and hands a 2xx
 // answer's body to decode as a streaming decoder (nil decode: the body is ignored).
 func (a *Account) DoJSON(ctx context.Context, method, url string, h http.Header, body any, decode func(*json.Decoder) error) error {
-	req := Request{Method: method, URL: url, Header: h.Clone()}
-	if req.Header == nil {
-		req.Header = http.Header{}
+	req, err := a.jsonRequest(method, url, h, body)
+	if err != nil {
+		return err
+	}
+	if decode == nil {
+		return a.Do(ctx, req, ignoreBody)
+	}
+	return a.Do(ctx, req, func(r *http.Response) error { return decode(NewDecoder(r.Body)) })
+}
+
+func ignoreBody(*http.Response) error { return nil }
+
+// scanJSON is DoJSON for the hottest page decoders: the 2xx body is read with a scanner (jsonscan.go).
+func (a *Account) scanJSON(ctx context.Context, method, url string, h http.Header, body any, read func(*scanner) error) error {
+	req, err := a.jsonRequest(method, url, h, body)
+	if err != nil {
+		return err
+	}
+	return a.Do(ctx, req, func(r *http.Response) error {
+		s := newScanner(r.Body)
+		defer s.release()
+		return read(s)
+	})
+}
+
+// rawJSON is a request body already encoded as JSON (adapters build their hottest bodies by hand with
+// esp/internal/jsonw); DoJSON sends it as it is.
+type rawJSON []byte
+
+var jsonHeaderValue = []string{"application/json"} // shared, never modified
+
+// jsonRequest builds DoJSON's request. The header is a fresh map sharing h's value slices (the client
+// never modifies a header value), plus Content-Type and Accept when h has none.
+func (a *Account) jsonRequest(method, url string, h http.Header, body any) (Request, error) {
+	req := Request{Method: method, URL: url, Header: make(http.Header, len(h)+2)}
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("esp: %s: encode request: %w", a.platform, err)
+		if raw, ok := body.(rawJSON); ok {
+			req.Body = raw
+		} else {
+			b, err := json.Marshal(body)
+			if err != nil {
+				return Request{}, fmt.Errorf("esp: %s: encode request: %w", a.platform, err)
+			}
+			req.Body = b
 		}
-		req.Body = b
 		if req.Header.Get("Content-Type") == "" {
-			req.Header.Set("Content-Type", "application/json")
+			req.Header["Content-Type"] = jsonHeaderValue
 		}
 	}
 	if req.Header.Get("Accept") == "" {
-		req.Header.Set("Accept", "application/json")
+		req.Header["Accept"] = jsonHeaderValue
 	}
-	return a.Do(ctx, req, func(r *http.Response) error {
-		if decode == nil {
-			return nil
-		}
-		return decode(NewDecoder(r.Body))
-	})
+	return req, nil
 }
 
 // ReadRaw returns a handler-friendly decode that captures the whole (small) body, e.g. a delete snapshot.

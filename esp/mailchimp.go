@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/autofloss/autofloss/esp/internal/jsonw"
 )
 
 // Mailchimp (esp-platforms.md § mailchimp). Contacts are read audience by audience with offset paging
@@ -152,11 +154,41 @@ func parseMCCursor(s string) (mcCursor, error) {
 	return c, nil
 }
 
-type mcMember struct {
-	ID          string `json:"id"`
-	Email       string `json:"email_address"`
-	Status      string `json:"status"`
-	LastChanged string `json:"last_changed"`
+// mcKey matches a JSON key as encoding/json matches struct fields: exactly, else case-insensitively.
+func mcKey(k []byte, name string) bool {
+	return string(k) == name || len(k) == len(name) && strings.EqualFold(string(k), name)
+}
+
+// scanMCMember reads one member of a page (an object; null is an empty member, as encoding/json decodes
+// it): id, email_address, status (mcStatus) and last_changed (RFC 3339; unparseable: no UpdatedAt); every
+// other field is skipped.
+func scanMCMember(s *scanner) (Contact, error) {
+	ct := Contact{Status: StatusSubscribed}
+	err := s.object(func(k []byte) error {
+		switch {
+		case mcKey(k, "id"):
+			return s.strInto(&ct.ID)
+		case mcKey(k, "email_address"):
+			return s.strInto(&ct.Email)
+		case mcKey(k, "status"):
+			b, null, err := s.strBytes()
+			if err == nil && !null {
+				ct.Status = mcStatus(string(b))
+			}
+			return err
+		case mcKey(k, "last_changed"):
+			b, null, err := s.strBytes()
+			if err == nil && !null {
+				ct.UpdatedAt = time.Time{}
+				if t, err := time.Parse(time.RFC3339, string(b)); err == nil {
+					ct.UpdatedAt = t
+				}
+			}
+			return err
+		}
+		return s.skip()
+	})
+	return ct, err
 }
 
 func mcStatus(s string) Status {
@@ -210,24 +242,24 @@ func (m *mailchimp) Contacts(ctx context.Context, cursor Cursor, since time.Time
 	}
 	var page Page
 	var total int
-	err = m.acct.DoJSON(ctx, http.MethodGet, m.base+"/lists/"+url.PathEscape(l.ID)+"/members?"+q.Encode(), m.hdr, nil, func(d *json.Decoder) error {
-		page = Page{Total: -1, Contacts: make([]Contact, 0, m.size)}
-		return DecodeObject(d, map[string]func(*json.Decoder) error{
-			"members": func(d *json.Decoder) error {
-				return DecodeArray(d, func(d *json.Decoder) error {
-					var mm mcMember
-					if err := d.Decode(&mm); err != nil {
-						return eof(err)
+	err = m.acct.scanJSON(ctx, http.MethodGet, m.base+"/lists/"+url.PathEscape(l.ID)+"/members?"+q.Encode(), m.hdr, nil, func(s *scanner) error {
+		page, total = Page{Total: -1, Contacts: make([]Contact, 0, m.size)}, 0
+		return s.object(func(k []byte) error {
+			switch {
+			case string(k) == "members": // page keys match exactly (DecodeObject did)
+				return s.array(func() error {
+					ct, err := scanMCMember(s)
+					if err != nil {
+						return err
 					}
-					ct := Contact{ID: mm.ID, ListID: l.ID, Email: mm.Email, Status: mcStatus(mm.Status)}
-					if t, err := time.Parse(time.RFC3339, mm.LastChanged); err == nil {
-						ct.UpdatedAt = t
-					}
+					ct.ListID = l.ID
 					page.Contacts = append(page.Contacts, ct)
 					return nil
 				})
-			},
-			"total_items": Into(&total),
+			case string(k) == "total_items":
+				return s.intInto(&total)
+			}
+			return s.skip()
 		})
 	})
 	if err != nil {
@@ -300,11 +332,20 @@ func (m *mailchimp) SetFields(ctx context.Context, c Contact, f Fields) error {
 	if err != nil {
 		return err
 	}
+	return m.acct.DoJSON(ctx, http.MethodPatch, u, m.hdr, mcFieldsBody(f), nil)
+}
+
+// mcFieldsBody is {"merge_fields":{…}} with the merge tags sorted, byte for byte what encoding/json writes
+// for map[string]any{"merge_fields": map[string]string{…}} (the write-back is the hottest request).
+func mcFieldsBody(f Fields) rawJSON {
 	mf := make(map[string]string, len(f))
 	for k, v := range f {
 		mf[MailchimpMergeTag(k)] = v
 	}
-	return m.acct.DoJSON(ctx, http.MethodPatch, u, m.hdr, map[string]any{"merge_fields": mf}, nil)
+	b := make([]byte, 0, 32+len(f)*48)
+	b = append(b, `{"merge_fields":`...)
+	b = jsonw.StringMap(b, mf)
+	return append(b, '}')
 }
 
 func (m *mailchimp) AddTag(ctx context.Context, c Contact, tag string) error {
