@@ -85,7 +85,8 @@ func (s *Scheduler) TickStats(ctx context.Context) (TickStats, error) {
 	q := store.DueQuery{Now: now, FlossInterval: s.cfg.FlossInterval, VerifyFirstInterval: s.cfg.VerifyFirstInterval,
 		StaleAfter: s.cfg.StaleAfter, Page: store.Page{Limit: s.cfg.BatchSize}}
 	var due, enq, dup, skip atomic.Int64
-	// Two stages, one page apart: a producer selects a page of due connections and opens their runs in ONE
+	// Two stages, one page apart: a producer selects the due connections of the next window of BatchSize
+	// connections (store.DueBatch: each connection is read once per tick) and opens their runs in ONE
 	// store transaction (store.OpenOrCreateRuns) while the previous page's tasks go to Redis through a
 	// bounded pool (asynq has no batch enqueue). At most one opened page waits for the pool.
 	type batch struct {
@@ -97,7 +98,7 @@ func (s *Scheduler) TickStats(ctx context.Context) (TickStats, error) {
 	go func() {
 		defer close(batches)
 		for {
-			cs, next, err := s.st.DueConnections(ctx, q)
+			cs, next, err := s.st.DueBatch(ctx, q)
 			if err != nil {
 				qerr = err
 				return
