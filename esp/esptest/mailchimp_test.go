@@ -85,3 +85,64 @@ func TestMailchimpMemberEncoding(t *testing.T) {
 		t.Errorf("mcExclude: %b", got)
 	}
 }
+
+var mcFieldBodies = []string{
+	`{"merge_fields":{"MF_PASSED":"false","MF_REASON":"disposable"}}`,
+	` { "merge_fields" : { } } `,
+	`{"merge_fields":{"A":"1","A":"2"}}`,
+	`{"merge_fields":{"A":"\u00e9"}}`,
+	`{"merge_fields":{"A":"é"}}`,
+	`{"merge_fields":{"A":1}}`,
+	`{"merge_fields":null}`,
+	`{"status":"unsubscribed"}`,
+	`{"Merge_Fields":{"A":"1"}}`,
+	`{"merge_fields":{"A":"1"},"status":"unsubscribed"}`,
+	`{"merge_fields":{"A":"1"}} x`,
+	`{"merge_fields":{"A":"1",}}`,
+	`{"merge_fields":{"A":"1"}`,
+	"{\"merge_fields\":{\"A\":\"a\tb\"}}",
+	``,
+}
+
+// TestMailchimpFastFields: the write-back fast path reads exactly what encoding/json reads, or stands aside.
+func TestMailchimpFastFields(t *testing.T) {
+	for _, b := range mcFieldBodies {
+		checkMCFastFields(t, b)
+	}
+	if _, _, ok := mcFastFields([]byte(mcFieldBodies[0])); !ok {
+		t.Error("the adapter's body does not take the fast path")
+	}
+}
+
+func FuzzMailchimpFastFields(f *testing.F) {
+	for _, b := range mcFieldBodies {
+		f.Add(b)
+	}
+	f.Fuzz(checkMCFastFields)
+}
+
+func checkMCFastFields(t *testing.T, b string) {
+	names, values, ok := mcFastFields([]byte(b))
+	if !ok {
+		return
+	}
+	var body struct {
+		Status      string            `json:"status"`
+		MergeFields map[string]string `json:"merge_fields"`
+	}
+	if err := json.Unmarshal([]byte(b), &body); err != nil {
+		t.Fatalf("%q: fast path accepted what encoding/json refuses: %v", b, err)
+	}
+	got := map[string]string{}
+	for k, n := range names {
+		got[n] = values[k]
+	}
+	if body.Status != "" || len(got) != len(names) || len(got) != len(body.MergeFields) {
+		t.Fatalf("%q: fast %v, encoding/json %+v", b, got, body)
+	}
+	for k, v := range body.MergeFields {
+		if got[k] != v {
+			t.Fatalf("%q: fast %v, encoding/json %+v", b, got, body)
+		}
+	}
+}
