@@ -254,8 +254,29 @@ func mcAppendMember(b []byte, f *Fake, rec Record, l int, mask uint16) []byte {
 	return append(b, '}')
 }
 
+// mcAppendTime appends t as Mailchimp writes times, 2006-01-02T15:04:05+00:00 (UTC; years 0–9999, as
+// every seeded and written time is; others take time's own formatting).
 func mcAppendTime(b []byte, t time.Time) []byte {
-	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05+00:00")
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, "2006-01-02T15:04:05+00:00")
+	}
+	h, mi, sec := t.Clock()
+	two := func(n int) { b = append(b, byte('0'+n/10), byte('0'+n%10)) }
+	two(y / 100)
+	two(y % 100)
+	b = append(b, '-')
+	two(int(mo))
+	b = append(b, '-')
+	two(d)
+	b = append(b, 'T')
+	two(h)
+	b = append(b, ':')
+	two(mi)
+	b = append(b, ':')
+	two(sec)
+	return append(b, "+00:00"...)
 }
 
 // mcBufs recycles the member page buffers (WriteJSON copies the body out before a buffer is put back).

@@ -81,6 +81,12 @@ func TestMailchimpMemberEncoding(t *testing.T) {
 			t.Errorf("%s missing: %s", k, got)
 		}
 	}
+	for _, tm := range []time.Time{time.Date(2024, 1, 2, 3, 4, 5, 999, time.UTC), time.Date(1, 12, 31, 23, 59, 59, 0, time.FixedZone("x", 3600)),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC), {}} {
+		if got, want := string(mcAppendTime(nil, tm)), tm.UTC().Format("2006-01-02T15:04:05+00:00"); got != want {
+			t.Errorf("mcAppendTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
 	if got := mcExclude("id, members.id ,members.status", "members."); got != mcfAll&^(mcfID|mcfStatus) {
 		t.Errorf("mcExclude: %b", got)
 	}
