@@ -3,6 +3,7 @@ package store_test
 import (
 	"database/sql"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,12 +166,51 @@ func TestSQLitePragmas(t *testing.T) {
 		conns[i] = c
 	}
 	for i, c := range conns {
-		for pragma, want := range map[string]string{"temp_store": "2", "wal_autocheckpoint": "10000",
-			"journal_size_limit": "67108864", "cache_size": "-8192", "journal_mode": "wal", "foreign_keys": "1"} {
+		for pragma, want := range map[string]string{"temp_store": "2", "wal_autocheckpoint": "20000",
+			"journal_size_limit": "134217728", "cache_size": "-8192", "journal_mode": "wal", "foreign_keys": "1"} {
 			var got string
 			if err := c.QueryRowContext(ctx(), "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
 				t.Errorf("connection %d: PRAGMA %s = %q (%v), want %q", i, pragma, got, err, want)
 			}
+		}
+	}
+}
+
+// TestSQLiteBackgroundCheckpoint checks committed pages reach the database file without a checkpoint in
+// the committing call: the store's checkpointer copies the WAL into the file shortly after a commit (the
+// file, opened immutable so the WAL is ignored, ends up holding the results).
+func TestSQLiteBackgroundCheckpoint(t *testing.T) {
+	url := testenv.SQLite(t)
+	st := testenv.Store(t, url)
+	a := newAccount(t, st, 10_000)
+	c := newConnection(t, st, a.ID, "mailchimp", `{}`)
+	run, _, err := st.OpenOrCreateRun(ctx(), store.NewRun{ConnectionID: c.ID, Kind: store.RunFull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must[store.Run](t)(st.StartRun(ctx(), run.ID))
+	pc := store.PageCommit{RunID: run.ID, NextCursor: "p2", Seen: 1000}
+	for i := range 1000 {
+		pc.Results = append(pc.Results, store.NewResult{ContactID: fmt.Sprint(i), Email: fmt.Sprintf("u%d@example.com", i), Status: "passed", Reason: "valid", Passed: true})
+	}
+	if _, err := st.CommitPage(ctx(), pc); err != nil {
+		t.Fatal(err)
+	}
+	file, err := sql.Open("sqlite3", "file:"+strings.TrimPrefix(url, "sqlite:")+"?immutable=1&mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	file.SetMaxOpenConns(1)
+	var n int
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		// immutable: each query must see the file as it is now, so a new connection each time.
+		file.SetMaxIdleConns(0)
+		if err := file.QueryRow(`SELECT COUNT(*) FROM results`).Scan(&n); err == nil && n == 1000 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database file holds %d results (err %v), want 1000: no checkpoint after the commit", n, err)
 		}
 	}
 }

@@ -61,6 +61,7 @@ type Store struct {
 	dialect Dialect
 	keys    *seal.KeyRing
 	clock   func() time.Time
+	ckpt    *walCheckpointer // SQLite: checkpoints off the commit path; nil on PostgreSQL
 }
 
 // Open connects to the database named by url (`sqlite:<path>` or `postgres://…`), creating the SQLite
@@ -99,6 +100,7 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 		db.SetMaxOpenConns(8)
 		db.SetMaxIdleConns(8)
 		s.db = db
+		s.ckpt = startCheckpointer(db.DB)
 	case config.DriverPostgres:
 		s.dialect = Postgres
 		db, err := sqlx.Open("pgx", target)
@@ -111,14 +113,19 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 		s.db = db
 	}
 	if err := s.db.PingContext(ctx); err != nil {
-		s.db.Close()
+		s.Close()
 		return nil, fmt.Errorf("store: connect %s: %w", s.dialect, err)
 	}
 	return s, nil
 }
 
 // Close releases the connection pool.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.ckpt != nil {
+		s.ckpt.Close()
+	}
+	return s.db.Close()
+}
 
 // Ping checks the database answers (for /readyz).
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -208,6 +215,9 @@ func (s *Store) withTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
+	}
+	if s.ckpt != nil {
+		s.ckpt.Kick()
 	}
 	return nil
 }
