@@ -74,7 +74,7 @@ type SyncOptions struct {
 	// Progress is called after every committed page and at the end with the run as stored.
 	Progress func(store.Run)
 	// Stop, when it closes, makes the run read no further page and stop once the pages in hand (at most
-	// three, see pages.go) are written back and committed (graceful shutdown); Sync then returns
+	// four, see pages.go) are written back and committed (graceful shutdown); Sync then returns
 	// ErrStopping.
 	Stop <-chan struct{}
 }
@@ -196,7 +196,7 @@ func (r *Runner) Sync(ctx context.Context, p SyncPayload, o SyncOptions) (store.
 			return run, OutcomePaused, nil
 		}
 	}
-	f := &floss{r: r, cnx: cnx, run: run, log: log, opt: o, set: parseSettings(cnx.Settings)}
+	f := &floss{r: r, cnx: cnx, run: run, runID: run.ID, log: log, opt: o, set: parseSettings(cnx.Settings)}
 	run, outcome, err := f.do(runCtx)
 	if cause := context.Cause(runCtx); errors.Is(cause, ErrLeaseLost) && err != nil {
 		return run, OutcomeRetry, &RetryableError{Err: ErrLeaseLost, Wait: ttl}
@@ -235,7 +235,8 @@ func NewRunFor(cnx store.Connection, lookback time.Duration) store.NewRun {
 type floss struct {
 	r     *Runner
 	cnx   store.Connection
-	run   store.Run
+	run   store.Run // as last committed (written by the commit stage only, see pages.go)
+	runID string    // run.ID, for the stages that run beside the commit
 	set   cnxSettings
 	rules *policy.Rules
 	want  verify.Checks
@@ -541,7 +542,7 @@ func (f *floss) delete(ctx context.Context, c esp.Contact) error {
 	d := f.r.d
 	read, _ := json.Marshal(map[string]any{"source": "read", "id": c.ID, "list_id": c.ListID, "email": c.Email,
 		"status": c.Status, "updated_at": c.UpdatedAt})
-	if _, err := d.Store.SaveSnapshot(ctx, store.Snapshot{ConnectionID: f.cnx.ID, RunID: f.run.ID, ContactID: c.ID,
+	if _, err := d.Store.SaveSnapshot(ctx, store.Snapshot{ConnectionID: f.cnx.ID, RunID: f.runID, ContactID: c.ID,
 		ListID: c.ListID, Data: read}); err != nil {
 		return &RetryableError{Err: err}
 	}
@@ -550,7 +551,7 @@ func (f *floss) delete(ctx context.Context, c esp.Contact) error {
 		return err
 	}
 	if len(snap) > 0 {
-		if _, err := d.Store.SaveSnapshot(ctx, store.Snapshot{ConnectionID: f.cnx.ID, RunID: f.run.ID, ContactID: c.ID,
+		if _, err := d.Store.SaveSnapshot(ctx, store.Snapshot{ConnectionID: f.cnx.ID, RunID: f.runID, ContactID: c.ID,
 			ListID: c.ListID, Data: snap}); err != nil {
 			return &RetryableError{Err: err}
 		}

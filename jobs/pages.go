@@ -13,20 +13,21 @@ import (
 	"github.com/autofloss/autofloss/verify"
 )
 
-// The pages of a run go through three stages that overlap, one page in each:
+// The pages of a run go through four stages that overlap, one page in each:
 //
-//	prepare (read the page, look up reusable results, check credits, verify, decide)
-//	  → write back (on_failure on the platform)
-//	    → commit (store.CommitPage: results, counters, credits and the next cursor in one transaction)
+//	read (the platform's page at the cursor; the next cursor comes with it)
+//	  → prepare (look up reusable results, check credits, verify, decide)
+//	    → write back (on_failure on the platform)
+//	      → commit (store.CommitPage: results, counters, credits and the next cursor in one transaction)
 //
-// so page N+2 is read and verified while page N+1 is written back and page N committed. Each stage
-// handles pages in cursor order and hands them on through an unbuffered channel, so at most three pages
+// so page N+3 is read and N+2 verified while page N+1 is written back and page N committed. Each stage
+// handles pages in cursor order and hands them on through an unbuffered channel, so at most four pages
 // are in flight, and a page is always written back before it is committed (the commit records the
 // write-back as done). What a page's preparation depends on from the pages ahead of it, not yet
 // committed, is carried in memory:
 //
 //   - Reuse: the store's lookup (RecentResults) cannot see results not yet committed, so prepare also
-//     looks in the results of the pages it prepared and that may not be committed yet (the last three);
+//     looks in the results of the last three pages it prepared (those not committed yet are among them);
 //     a contact already decided there is reused from it, as it would be from the store once committed.
 //     The write-back it records is the one decided before that page was written back (a write the
 //     platform then refused for that one contact is recorded as "none" on its own page only).
@@ -34,11 +35,16 @@ import (
 //     charge; the balance read and the commit with its charge exclude each other (credit), so a page
 //     never counts a charge twice or misses one.
 //
-// Stopping: when SyncOptions.Stop closes, prepare reads no further page and every page already read is
-// written back and committed before Sync returns, so a graceful stop never leaves a page read or
-// verified without its commit (restart reads on from the next one). A paused page (credits ran out)
-// is the last one prepared. Any error stops all three stages; pages already prepared or written back
-// but not committed are replayed from the checkpoint (write-backs are idempotent, see Runner).
+// Stopping: when SyncOptions.Stop closes, read reads no further page and every page already read is
+// prepared, written back and committed before Sync returns, so a graceful stop never leaves a page read
+// or verified without its commit (restart reads on from the next one). A paused page (credits ran out)
+// is the last one prepared: a page read after it is dropped unverified (read again on resume).
+//
+// Errors: a failed read or preparation ends the reading, and the pages before it still go on to their
+// commit (so a run whose platform starts refusing the credentials keeps what it did up to there); a
+// failed write-back or commit stops every stage at once (the pages behind it cannot be committed before
+// it). Pages read or prepared but not committed are replayed from the checkpoint by the retry
+// (write-backs are idempotent, see Runner).
 
 // prepared is a page read, looked up, verified and decided, waiting for its write-back and commit.
 type prepared struct {
@@ -54,11 +60,10 @@ type prepared struct {
 
 // flow is the shared state of the three stages of one run.
 type flow struct {
-	credit  sync.Mutex // held by a balance read (with pending) and by a commit (with its pending update)
-	pending int64      // charges of prepared pages not committed yet
+	credit  sync.Mutex                // held by a balance read (with pending) and by a commit (with its pending update)
+	pending int64                     // charges of prepared pages not committed yet
 	recent  []map[string]store.Result // results of the last pages prepared, by lower-cased address
-	runID   string
-	created time.Time
+	created time.Time                 // the run's creation (reuse always reaches back to it)
 }
 
 // errPipelineEnd cancels the stages when the commit stage stops on purpose (credits ran out).
@@ -69,34 +74,47 @@ var errPipelineEnd = errors.New("jobs: page pipeline ended")
 // the stages were cancelled (by another stage's error, a pause or the run's context) is a consequence,
 // not a cause, and is dropped.
 func (f *floss) pages(ctx context.Context, since time.Time) (Outcome, error) {
-	fl := &flow{runID: f.run.ID, created: f.run.CreatedAt}
+	fl := &flow{created: f.run.CreatedAt}
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
 		mu       sync.Mutex
 		firstErr error
 	)
-	failed := func(err error) {
+	record := func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if firstErr == nil && pctx.Err() == nil {
 			firstErr = err
 		}
+	}
+	// failed stops every stage at once: the page that failed cannot be committed, nor those behind it.
+	failed := func(err error) {
+		record(err)
 		cancel(err)
 	}
 	var wg sync.WaitGroup
+	type read struct {
+		from string
+		page esp.Page
+	}
+	toPrepare := make(chan read)
+	readStop := make(chan struct{}) // prepare closes it when credits ran out or it failed
+	var stopReading sync.Once
 	toWrite := make(chan *prepared)
 	toCommit := make(chan *prepared)
 	stopped := false
 	cursor := f.run.Cursor
-	wg.Add(2)
-	go func() { // prepare
+	wg.Add(3)
+	go func() { // read
 		defer wg.Done()
-		defer close(toWrite)
+		defer close(toPrepare)
 		for {
 			select {
 			case <-f.opt.Stop:
 				stopped = true
+				return
+			case <-readStop:
 				return
 			case <-pctx.Done():
 				return
@@ -104,23 +122,46 @@ func (f *floss) pages(ctx context.Context, since time.Time) (Outcome, error) {
 			}
 			page, err := f.ad.Contacts(pctx, esp.Cursor(cursor), since)
 			if err != nil {
-				failed(err)
+				record(err) // the pages read before it go on to their commit
 				return
 			}
-			p, err := f.prepare(pctx, fl, page, cursor)
-			if err != nil {
-				failed(err)
+			select {
+			case toPrepare <- read{from: cursor, page: page}:
+			case <-readStop:
 				return
+			case <-pctx.Done():
+				return
+			}
+			if page.Next == "" {
+				return
+			}
+			cursor = string(page.Next)
+		}
+	}()
+	go func() { // prepare
+		defer wg.Done()
+		defer close(toWrite)
+		ended := false
+		for r := range toPrepare {
+			if ended {
+				continue // credits ran out or a page failed: the pages read after it are dropped (read again later)
+			}
+			p, err := f.prepare(pctx, fl, r.page, r.from)
+			if err != nil {
+				record(err) // the pages prepared before it go on to their commit
+				ended = true
+				stopReading.Do(func() { close(readStop) })
+				continue
 			}
 			select {
 			case toWrite <- p:
 			case <-pctx.Done():
 				return
 			}
-			if p.noCred || p.partial || page.Next == "" {
-				return
+			if p.noCred || p.partial {
+				ended = true
+				stopReading.Do(func() { close(readStop) })
 			}
-			cursor = string(page.Next)
 		}
 	}()
 	go func() { // write back
@@ -293,7 +334,7 @@ func (f *floss) prepare(ctx context.Context, fl *flow, page esp.Page, from strin
 		}
 		if it.include {
 			nr := f.result(it, p.now)
-			mine[keys[i]] = store.Result{RunID: fl.runID, ConnectionID: f.cnx.ID,
+			mine[keys[i]] = store.Result{RunID: f.runID, ConnectionID: f.cnx.ID,
 				ContactID: nr.ContactID, ListID: nr.ListID, Email: nr.Email, Status: nr.Status, Reason: nr.Reason, Passed: nr.Passed,
 				Suggestion: nr.Suggestion, Action: nr.Action, Reused: nr.Reused, Evidence: nr.Evidence, VerifiedAt: nr.VerifiedAt}
 		}
@@ -312,7 +353,7 @@ func (f *floss) commit(ctx context.Context, fl *flow, p *prepared) (paused bool,
 	if p.noCred {
 		return true, nil
 	}
-	pc := store.PageCommit{RunID: fl.runID, FromCursor: p.from, NextCursor: string(p.page.Next), KeepCursor: p.partial}
+	pc := store.PageCommit{RunID: f.runID, FromCursor: p.from, NextCursor: string(p.page.Next), KeepCursor: p.partial}
 	if !p.partial {
 		pc.Seen, pc.Skipped = int64(len(p.page.Contacts)), p.skipped
 	}
