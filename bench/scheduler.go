@@ -43,7 +43,8 @@ type SchedulerResult struct {
 // Scheduler creates n due connections (100 per account, each account with credits, auto-floss on, never
 // synced) in a fresh store (db "sqlite": a temporary file; "postgres": a fresh database created through
 // pgAdminURL and dropped afterwards), starts a private redis-server, and times one jobs.Scheduler tick
-// (concurrency: the scheduler's enqueue concurrency, 0 = its default).
+// enqueueing through jobs.NewPipelinedClient (concurrency: the scheduler's enqueue concurrency, 0 = its
+// default).
 func Scheduler(ctx context.Context, db string, n int, pgAdminURL string, concurrency int) (SchedulerResult, error) {
 	res := SchedulerResult{DB: db, Connections: n, Concurrency: concurrency}
 	dir, err := os.MkdirTemp("", "autofloss-bench-sched-")
@@ -110,8 +111,8 @@ func Scheduler(ctx context.Context, db string, n int, pgAdminURL string, concurr
 	if res.RedisBefore, err = usedMemory(ctx, rdb); err != nil {
 		return res, err
 	}
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: addr})
-	defer client.Close()
+	client, closeClient := jobs.NewPipelinedClient(asynq.RedisClientOpt{Addr: addr})
+	defer closeClient()
 	sch := jobs.NewScheduler(st, client, jobs.SchedulerConfig{FlossInterval: 24 * time.Hour, VerifyFirstInterval: time.Hour,
 		IncrementalLookback: time.Hour, Concurrency: concurrency}, zerolog.New(io.Discard), nil, nil)
 	t1 := time.Now()
