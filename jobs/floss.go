@@ -391,6 +391,7 @@ type item struct {
 	dec     policy.Decision
 	action  string
 	include bool
+	res     store.NewResult // the result to commit (prepare builds it; its Action follows action)
 }
 
 func boolLabel(b bool) string {

@@ -333,7 +333,8 @@ func (f *floss) prepare(ctx context.Context, fl *flow, page esp.Page, from strin
 			}
 		}
 		if it.include {
-			nr := f.result(it, p.now)
+			it.res = f.result(it, p.now)
+			nr := it.res
 			mine[keys[i]] = store.Result{RunID: f.runID, ConnectionID: f.cnx.ID,
 				ContactID: nr.ContactID, ListID: nr.ListID, Email: nr.Email, Status: nr.Status, Reason: nr.Reason, Passed: nr.Passed,
 				Suggestion: nr.Suggestion, Action: nr.Action, Reused: nr.Reused, Evidence: nr.Evidence, VerifiedAt: nr.VerifiedAt}
@@ -361,11 +362,16 @@ func (f *floss) commit(ctx context.Context, fl *flow, p *prepared) (paused bool,
 		t := int64(p.page.Total)
 		pc.Total = &t
 	}
+	pc.Results = make([]store.NewResult, 0, len(p.items))
 	for _, it := range p.items {
 		if !it.include {
 			continue
 		}
-		pc.Results = append(pc.Results, f.result(it, p.now))
+		r := it.res
+		if r.Action = it.action; r.Action == "" {
+			r.Action = "none" // the write-back may have changed it (refused for this contact)
+		}
+		pc.Results = append(pc.Results, r)
 	}
 	fl.credit.Lock()
 	out, err := d.Store.CommitPage(ctx, pc)
