@@ -15,8 +15,8 @@ import (
 
 // The pages of a run go through four stages that overlap, one page in each:
 //
-//	read (the platform's page at the cursor; the next cursor comes with it)
-//	  → prepare (look up reusable results, check credits, verify, decide)
+//	read (the platform's page at the cursor, the next cursor with it; the store's reusable results)
+//	  → prepare (check credits, verify, decide)
 //	    → write back (on_failure on the platform)
 //	      → commit (store.CommitPage: results, counters, credits and the next cursor in one transaction)
 //
@@ -26,8 +26,10 @@ import (
 // write-back as done). What a page's preparation depends on from the pages ahead of it, not yet
 // committed, is carried in memory:
 //
-//   - Reuse: the store's lookup (RecentResults) cannot see results not yet committed, so prepare also
-//     looks in the results of the last three pages it prepared (those not committed yet are among them);
+//   - Reuse: the store's lookup (RecentResults, in the read stage) cannot see results not yet committed,
+//     so prepare also looks in the results of the last three pages it prepared (when the read stage
+//     looked a page up, every page before those three was committed: each stage takes a page only after
+//     handing its previous one on);
 //     a contact already decided there is reused from it, as it would be from the store once committed.
 //     The write-back it records is the one decided before that page was written back (a write the
 //     platform then refused for that one contact is recorded as "none" on its own page only).
@@ -56,6 +58,8 @@ type prepared struct {
 	partial bool // only part of the page was verified (credits ran out): commit keeps the cursor, then pause
 	noCred  bool // nothing could be verified (no credits): nothing to commit; pause
 	now     time.Time
+	keys    []string                // lower-cased address of each item
+	recent  map[string]store.Result // the store's reusable results by lower-cased address
 }
 
 // flow is the shared state of the three stages of one run.
@@ -94,11 +98,7 @@ func (f *floss) pages(ctx context.Context, since time.Time) (Outcome, error) {
 		cancel(err)
 	}
 	var wg sync.WaitGroup
-	type read struct {
-		from string
-		page esp.Page
-	}
-	toPrepare := make(chan read)
+	toPrepare := make(chan *prepared)
 	readStop := make(chan struct{}) // prepare closes it when credits ran out or it failed
 	var stopReading sync.Once
 	toWrite := make(chan *prepared)
@@ -125,8 +125,13 @@ func (f *floss) pages(ctx context.Context, since time.Time) (Outcome, error) {
 				record(err) // the pages read before it go on to their commit
 				return
 			}
+			p, err := f.lookup(pctx, fl, page, cursor)
+			if err != nil {
+				record(err)
+				return
+			}
 			select {
-			case toPrepare <- read{from: cursor, page: page}:
+			case toPrepare <- p:
 			case <-readStop:
 				return
 			case <-pctx.Done():
@@ -146,7 +151,7 @@ func (f *floss) pages(ctx context.Context, since time.Time) (Outcome, error) {
 			if ended {
 				continue // credits ran out or a page failed: the pages read after it are dropped (read again later)
 			}
-			p, err := f.prepare(pctx, fl, r.page, r.from)
+			p, err := f.prepare(pctx, fl, r)
 			if err != nil {
 				record(err) // the pages prepared before it go on to their commit
 				ended = true
@@ -213,9 +218,10 @@ func (f *floss) pages(ctx context.Context, since time.Time) (Outcome, error) {
 	return OutcomeDone, nil
 }
 
-// prepare reads what the page needs from the store (reusable results, the balance), verifies the
-// addresses the credits cover and decides every contact.
-func (f *floss) prepare(ctx context.Context, fl *flow, page esp.Page, from string) (*prepared, error) {
+// lookup sorts a page read into contacts to decide and skipped ones and looks up the store's reusable
+// results for them (the read stage runs it, off prepare's path: the pages it cannot see committed yet are
+// in flow.recent, see above).
+func (f *floss) lookup(ctx context.Context, fl *flow, page esp.Page, from string) (*prepared, error) {
 	d := f.r.d
 	p := &prepared{from: from, page: page, now: d.Now().UTC()}
 	emails := make([]string, 0, len(page.Contacts))
@@ -227,21 +233,28 @@ func (f *floss) prepare(ctx context.Context, fl *flow, page esp.Page, from strin
 		p.items = append(p.items, &item{c: c, dup: -1})
 		emails = append(emails, c.Email)
 	}
-	items := p.items
 	// Reuse: results younger than the window, and always this run's own (a page replayed after a partial
-	// commit or a crash finds them here), including those of pages not committed yet.
+	// commit or a crash finds them here); prepare adds those of the pages not committed yet.
 	reuseSince := p.now.Add(-d.Settings.ReverifyWindow)
 	if d.Settings.ReverifyWindow <= 0 || fl.created.Before(reuseSince) {
 		reuseSince = fl.created
 	}
-	recent, err := d.Store.RecentResults(ctx, f.cnx.ID, emails, reuseSince)
-	if err != nil {
+	var err error
+	if p.recent, err = d.Store.RecentResults(ctx, f.cnx.ID, emails, reuseSince); err != nil {
 		return nil, &RetryableError{Err: err}
 	}
-	keys := make([]string, len(items))
-	for i, it := range items {
-		keys[i] = strings.ToLower(strings.TrimSpace(it.c.Email))
+	p.keys = make([]string, len(p.items))
+	for i, it := range p.items {
+		p.keys[i] = strings.ToLower(strings.TrimSpace(it.c.Email))
 	}
+	return p, nil
+}
+
+// prepare checks the credits, verifies the addresses they cover and decides every contact of a page
+// lookup read.
+func (f *floss) prepare(ctx context.Context, fl *flow, p *prepared) (*prepared, error) {
+	d := f.r.d
+	items, keys, recent := p.items, p.keys, p.recent
 	for _, m := range fl.recent {
 		for _, k := range keys {
 			if r, ok := m[k]; ok {
