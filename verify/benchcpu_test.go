@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 }
 
 func serveWorldChild() int {
-	w, err := verifytest.NewWorld(verifytest.WorldOptions{SlowDelay: time.Second})
+	w, err := verifytest.NewWorld(verifytest.WorldOptions{SlowDelay: 3 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

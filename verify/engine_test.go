@@ -15,7 +15,7 @@ import (
 
 func world(t testing.TB) *verifytest.World {
 	t.Helper()
-	w, err := verifytest.NewWorld(verifytest.WorldOptions{SlowDelay: time.Second})
+	w, err := verifytest.NewWorld(verifytest.WorldOptions{SlowDelay: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 func newWorldEngine(t testing.TB, tweak ...func(*verify.Options)) (*verifytest.World, *verify.Engine) {
 	t.Helper()
-	w, err := verifytest.NewWorld(verifytest.WorldOptions{SlowDelay: time.Second})
+	w, err := verifytest.NewWorld(verifytest.WorldOptions{SlowDelay: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
