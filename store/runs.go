@@ -280,10 +280,11 @@ type PageOutcome struct {
 }
 
 // CommitPage stores a page in one transaction: inserts the results (a result already stored for the same
-// run, list and contact is left alone — with the same address: see below), adds the newly inserted ones to the run counters, debits one
-// credit per newly inserted non-reused result (ledger ref "run:<id>:page:<n>"), and moves the run cursor.
-// If the balance cannot cover the debit nothing is stored and ErrInsufficientCredits is returned: the
-// caller pauses the run (check Balance first and commit only what it covers, with KeepCursor).
+// run, list and contact — with the same address, see below — is left alone), adds the newly inserted ones
+// to the run counters, debits one credit per newly inserted non-reused result (ledger ref
+// "run:<id>:page:<n>"), and moves the run cursor. If the balance cannot cover the debit nothing is stored
+// and ErrInsufficientCredits is returned: the caller pauses the run (check Balance first and commit only
+// what it covers, with KeepCursor).
 //
 // Uniqueness is per run, list, contact AND lower-cased address (the unique index results_unique, whose
 // prefix also serves RecentResults; one index in random order instead of two is what keeps a commit cheap,
@@ -518,7 +519,7 @@ func (s *Store) RecentResults(ctx context.Context, cnxID string, emails []string
 		// ORDER BY +seq, not seq: SQLite would otherwise satisfy the ORDER BY with results_connection
 		// (connection_id, seq) and scan every result of the connection for each chunk, which makes a run
 		// quadratic in the connection's results (found by `autofloss bench`). The unary plus keeps the
-		// lookup on results_reverify (connection_id, email_lower, verified_at) and sorts the few rows found.
+		// lookup on results_unique (connection_id, email_lower, …) and sorts the few rows found.
 		q, args, err := sqlx.In(`SELECT `+resultCols+`, seq FROM results WHERE connection_id = ? AND verified_at >= ?
 			AND email_lower IN (?) ORDER BY +seq`, cnxID, s.tv(since), lower)
 		if err != nil {
