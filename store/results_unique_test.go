@@ -167,7 +167,7 @@ func TestSQLitePragmas(t *testing.T) {
 	}
 	for i, c := range conns {
 		for pragma, want := range map[string]string{"temp_store": "2", "wal_autocheckpoint": "20000",
-			"journal_size_limit": "134217728", "cache_size": "-8192", "journal_mode": "wal", "foreign_keys": "1"} {
+			"journal_size_limit": "134217728", "journal_mode": "wal", "foreign_keys": "1"} {
 			var got string
 			if err := c.QueryRowContext(ctx(), "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
 				t.Errorf("connection %d: PRAGMA %s = %q (%v), want %q", i, pragma, got, err, want)
