@@ -25,7 +25,11 @@ type Pipeline struct {
 	Jobs     *jobs.Metrics
 	Runner   *jobs.Runner
 	Enqueuer *asynq.Client // nil without Redis (autofloss sync)
-	closeFn  func()
+	// schedEnqueuer is the scheduler's client: enqueues of a tick go through go-redis's autopipeliner
+	// (jobs.NewPipelinedClient; BENCHMARKS.md, scheduler tick).
+	schedEnqueuer *asynq.Client
+	closeSched    func() error
+	closeFn       func()
 }
 
 // NewPipeline builds the pipeline from the process's config (read it after any sandbox rewrote it). reg
@@ -46,6 +50,7 @@ func (a *App) NewPipeline(reg *prometheus.Registry) (*Pipeline, error) {
 	if a.RedisOpt != nil {
 		p.Enqueuer = asynq.NewClient(a.RedisOpt)
 		d.Enqueuer = p.Enqueuer
+		p.schedEnqueuer, p.closeSched = jobs.NewPipelinedClient(a.RedisOpt)
 	}
 	if p.Runner, err = jobs.NewRunner(d); err != nil {
 		p.Close()
@@ -66,6 +71,9 @@ func (p *Pipeline) Close() {
 	if p.Enqueuer != nil {
 		_ = p.Enqueuer.Close()
 	}
+	if p.closeSched != nil {
+		_ = p.closeSched()
+	}
 	if p.closeFn != nil {
 		p.closeFn()
 	}
@@ -84,11 +92,11 @@ func (a *App) RunPipelineWorker(ctx context.Context, p *Pipeline) error {
 
 // Scheduler is the enqueueing scheduler tick of the config (pass its Tick to RunScheduler).
 func (a *App) Scheduler(p *Pipeline) (*jobs.Scheduler, error) {
-	if p.Enqueuer == nil {
+	if p.schedEnqueuer == nil {
 		return nil, errors.New("scheduler: no Redis")
 	}
 	s := a.Config.Scheduler
-	return jobs.NewScheduler(a.Store, p.Enqueuer, jobs.SchedulerConfig{
+	return jobs.NewScheduler(a.Store, p.schedEnqueuer, jobs.SchedulerConfig{
 		FlossInterval: s.FlossInterval, VerifyFirstInterval: s.VerifyFirstInterval, BatchSize: s.BatchSize,
 		IncrementalLookback: s.IncrementalLookback,
 	}, a.Log, p.Jobs, nil), nil
