@@ -379,19 +379,29 @@ type resultKey struct{ list, contact, emailLower string }
 // insertResults inserts a page's results with multi-row INSERTs (ON CONFLICT DO NOTHING on results_unique:
 // a result already stored for the run, list, contact and address is left alone) and returns the indexes in
 // rs of the rows newly inserted, in order. RETURNING names the inserted rows; when a contact appears twice
-// with the same address its first occurrence is the one inserted (rows are inserted in order), as with one
-// INSERT per result.
+// with the same address its first occurrence is the one inserted (rows are inserted in a stable order), as
+// with one INSERT per result. Rows are inserted sorted by address (results_unique's order), so a page's
+// results get their seq in address order, not page order.
 func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID string, rs []NewResult) ([]int, error) {
 	var inserted []int
 	var b strings.Builder
-	for start := 0; start < len(rs); start += resultsChunk {
-		chunk := rs[start:min(start+resultsChunk, len(rs))]
+	// Rows go in in the order of results_unique (the connection is the same for all: by address), so
+	// consecutive inserts descend to neighbouring index pages instead of random ones.
+	lowers := make([]string, len(rs))
+	order := make([]int, len(rs))
+	for i, r := range rs {
+		lowers[i], order[i] = strings.ToLower(r.Email), i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(lowers[a], lowers[b]) })
+	for start := 0; start < len(order); start += resultsChunk {
+		chunk := order[start:min(start+resultsChunk, len(order))]
 		b.Reset()
 		b.WriteString(`INSERT INTO results (run_id, connection_id, contact_id, list_id, email, email_lower, status, reason, passed,
 			suggestion, action, reused, evidence, verified_at) VALUES `)
 		args := make([]any, 0, 14*len(chunk))
 		first := make(map[resultKey]int, len(chunk))
-		for i, r := range chunk {
+		for i, oi := range chunk {
+			r := rs[oi]
 			if i > 0 {
 				b.WriteString(", ")
 			}
@@ -404,12 +414,12 @@ func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID str
 			if vat.IsZero() {
 				vat = s.now()
 			}
-			lower := strings.ToLower(r.Email)
+			lower := lowers[oi]
 			args = append(args, runID, cnxID, r.ContactID, r.ListID, r.Email, lower, r.Status,
 				r.Reason, r.Passed, r.Suggestion, r.Action, r.Reused, string(ev), s.tv(vat))
 			k := resultKey{r.ListID, r.ContactID, lower}
 			if _, ok := first[k]; !ok {
-				first[k] = start + i
+				first[k] = oi
 			}
 		}
 		b.WriteString(` ON CONFLICT (connection_id, email_lower, run_id, list_id, contact_id) DO NOTHING
@@ -418,7 +428,6 @@ func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID str
 		if err != nil {
 			return nil, fmt.Errorf("store: insert results: %w", err)
 		}
-		from := len(inserted)
 		for rows.Next() {
 			var k resultKey
 			if err := rows.Scan(&k.list, &k.contact, &k.emailLower); err != nil {
@@ -434,8 +443,8 @@ func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID str
 		if err != nil {
 			return nil, fmt.Errorf("store: insert results: %w", err)
 		}
-		slices.Sort(inserted[from:]) // RETURNING's order is not promised
 	}
+	slices.Sort(inserted) // in rs's order (RETURNING's order is not promised, and the rows went in sorted)
 	return inserted, nil
 }
 
