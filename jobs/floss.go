@@ -31,18 +31,21 @@ import (
 //     its run (the API and the scheduler open the run before enqueueing), so a duplicate task never opens
 //     a second run.
 //   - One transaction per page (store.CommitPage): results, counters, credit debit and the next cursor.
-//     Everything before the commit (reading, verifying, write-backs) is replayable: a crash or SIGTERM
+//     Pages go through overlapping stages (read, prepare, write back, commit; see pages.go), so the
+//     next pages are read and verified while one commits; pages are committed in order. Everything
+//     before the commit (reading, verifying, write-backs) is replayable: a crash or SIGTERM
 //     mid-page leaves the checkpoint at the page's start, the page is read again and its write-backs,
 //     which are idempotent (the same fields set again, an unsubscribe of an unsubscribed contact, a delete
 //     of a deleted one answering not-found), are repeated harmlessly. A commit whose cursor moved meanwhile
 //     is refused by the store (ErrStaleCursor), so a page is never counted twice.
-//   - Credits: before verifying a page the account's balance is read. When it covers the contacts that
+//   - Credits: before verifying a page the account's balance is read (less what the pages prepared but
+//     not yet committed will charge). When it covers the contacts that
 //     need verifying the page is committed whole. When it covers only some (0 < balance < need), exactly
 //     that many are verified and committed WITHOUT moving the cursor (PageCommit.KeepCursor) and the run
 //     is paused (paused_no_credits); when it covers none the run is paused before verifying. On resume
 //     the page is read again at the same cursor; its contacts already committed in this run are found by
 //     the re-verify lookup (which always reaches back to the run's creation) and re-committed as no-ops
-//     (results are unique per run, list and contact; only newly inserted ones are charged), so no contact
+//     (results are unique per run, list, contact and address; only newly inserted ones are charged), so no contact
 //     is ever charged twice. A concurrent spender that makes CommitPage fail with ErrInsufficientCredits
 //     leaves nothing committed: the run pauses and the page is replayed.
 //   - Errors: the platform refusing the credentials disconnects the connection (credentials_revoked),
