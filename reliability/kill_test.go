@@ -17,15 +17,15 @@ import (
 )
 
 // killContacts is the size of the killed runs: contacts of the Mailchimp fake in one list (pages of
-// 1,000), no rate limit, on_failure update_fields. The issue asks for 100,000; on the shared 2-core CI
-// machine one 100,000-contact run with ten graceful stops took 168 s, over the package's budget, so the
-// suite runs 30,000 (30 pages: the ten stops still land mid-run) and AUTOFLOSS_RELIABILITY_CONTACTS=100000
-// runs the full size.
+// 1,000), no rate limit, on_failure update_fields. The issue asks for 100,000, and that is what the suite
+// runs now that the worker flosses ~10,000 contacts/s (both cases together: 187 s with -race on this
+// 2-core machine; it was 30,000 when the worker managed ~3,000/s). AUTOFLOSS_RELIABILITY_CONTACTS
+// overrides it (e.g. 30000 for a quicker local run).
 func killContacts() int {
 	if n, err := strconv.Atoi(os.Getenv("AUTOFLOSS_RELIABILITY_CONTACTS")); err == nil && n > 0 {
 		return n
 	}
-	return 30_000
+	return 100_000
 }
 
 // startRun opens the connection's run and enqueues its floss:sync task as the API's POST …/sync does.
@@ -96,7 +96,8 @@ func (c *cluster) expireDeadWorker() {
 	}
 }
 
-// TestWorkerKilled proves, with the real cmd/worker binary over a floss of 30,000 contacts (100,000 with AUTOFLOSS_RELIABILITY_CONTACTS, see killContacts), that a worker
+// TestWorkerKilled proves, with the real cmd/worker binary over a floss of 100,000 contacts (see
+// killContacts), that a worker
 // stopped at ten random moments mid-run — each time after it committed at least one page in its life,
 // then a random 0–300 ms later — and restarted each time loses nothing and charges once:
 //
