@@ -348,27 +348,32 @@ type DueQuery struct {
 	Page       Page // cursor pagination in connection order (Limit up to 10,000; 0 = 500)
 }
 
-// DueConnections returns active connections whose account has credits and no live run, that are either
-// auto-floss enabled and past FlossInterval, verify_first and past VerifyFirstInterval, or hold a run
-// paused for lack of credits (credits have arrived since).
-func (s *Store) DueConnections(ctx context.Context, q DueQuery) ([]Connection, string, error) {
-	after, err := q.Page.after()
-	if err != nil {
-		return nil, "", err
+// dueDefaults fills a DueQuery's defaults (StaleAfter 1 hour, Limit 500 up to 10,000, Now the store's
+// clock) and decodes its cursor.
+func (s *Store) dueDefaults(q DueQuery) (_ DueQuery, after int64, limit int, now time.Time, err error) {
+	if after, err = q.Page.after(); err != nil {
+		return q, 0, 0, time.Time{}, err
 	}
-	limit := q.Page.Limit
+	limit = min(q.Page.Limit, 10000)
 	if limit <= 0 {
 		limit = 500
-	}
-	if limit > 10000 {
-		limit = 10000
 	}
 	if q.StaleAfter <= 0 {
 		q.StaleAfter = time.Hour
 	}
-	now := q.Now
-	if now.IsZero() {
+	if now = q.Now; now.IsZero() {
 		now = s.now()
+	}
+	return q, after, limit, now, nil
+}
+
+// DueConnections returns active connections whose account has credits and no live run, that are either
+// auto-floss enabled and past FlossInterval, verify_first and past VerifyFirstInterval, or hold a run
+// paused for lack of credits (credits have arrived since).
+func (s *Store) DueConnections(ctx context.Context, q DueQuery) ([]Connection, string, error) {
+	q, after, limit, now, err := s.dueDefaults(q)
+	if err != nil {
+		return nil, "", err
 	}
 	cols := "c." + strings.Join(strings.Split(connCols, ", "), ", c.")
 	// +c.status, not c.status: SQLite would otherwise search connections_due (status, last_synced_at) for

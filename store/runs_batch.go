@@ -201,23 +201,9 @@ func (s *Store) openOrCreateRunsPG(ctx context.Context, uniq []NewRun, now any, 
 // in 260 ms). Here the window is an index range on the primary key, so each call reads at most Limit
 // connections whatever plan is chosen.
 func (s *Store) DueBatch(ctx context.Context, q DueQuery) ([]Connection, string, error) {
-	after, err := q.Page.after()
+	q, after, limit, now, err := s.dueDefaults(q)
 	if err != nil {
 		return nil, "", err
-	}
-	limit := q.Page.Limit
-	if limit <= 0 {
-		limit = 500
-	}
-	if limit > 10000 {
-		limit = 10000
-	}
-	if q.StaleAfter <= 0 {
-		q.StaleAfter = time.Hour
-	}
-	now := q.Now
-	if now.IsZero() {
-		now = s.now()
 	}
 	var window struct {
 		N    int           `db:"n"`
