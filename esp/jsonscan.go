@@ -152,17 +152,7 @@ func (s *scanner) null() (bool, error) {
 // object walks one object, calling each with every key (valid until each returns); each must consume the
 // key's value. A null counts as an empty object; another non-object value is an error.
 func (s *scanner) object(each func(key []byte) error) error {
-	if n, err := s.null(); n || err != nil {
-		return err
-	}
-	if err := s.consume('{'); err != nil {
-		return err
-	}
-	if c, ok := s.next(); ok && c == '}' {
-		s.pos++
-		return nil
-	}
-	for {
+	return s.container('{', '}', func() error {
 		k, err := s.key()
 		if err != nil {
 			return err
@@ -170,40 +160,29 @@ func (s *scanner) object(each func(key []byte) error) error {
 		if err := s.consume(':'); err != nil {
 			return err
 		}
-		if err := each(k); err != nil {
-			return err
-		}
-		c, ok := s.next()
-		if !ok {
-			return s.short()
-		}
-		s.pos++
-		switch c {
-		case ',':
-		case '}':
-			return nil
-		default:
-			s.pos--
-			return s.fail("expected ',' or '}'")
-		}
-	}
+		return each(k)
+	})
 }
 
 // array walks one array, calling each per element (each must consume it). A null counts as an empty
 // array; another non-array value is an error.
-func (s *scanner) array(each func() error) error {
+func (s *scanner) array(each func() error) error { return s.container('[', ']', each) }
+
+// container walks the members of an object or the elements of an array (open and close are its
+// brackets), calling member for each; a null counts as an empty one.
+func (s *scanner) container(open, close byte, member func() error) error {
 	if n, err := s.null(); n || err != nil {
 		return err
 	}
-	if err := s.consume('['); err != nil {
+	if err := s.consume(open); err != nil {
 		return err
 	}
-	if c, ok := s.next(); ok && c == ']' {
+	if c, ok := s.next(); ok && c == close {
 		s.pos++
 		return nil
 	}
 	for {
-		if err := each(); err != nil {
+		if err := member(); err != nil {
 			return err
 		}
 		c, ok := s.next()
@@ -213,11 +192,11 @@ func (s *scanner) array(each func() error) error {
 		s.pos++
 		switch c {
 		case ',':
-		case ']':
+		case close:
 			return nil
 		default:
 			s.pos--
-			return s.fail("expected ',' or ']'")
+			return s.fail("expected ',' or '" + string(close) + "'")
 		}
 	}
 }
