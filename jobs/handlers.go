@@ -28,7 +28,8 @@ type Handlers struct {
 }
 
 // NewHandlers builds the handlers over a runner. stop (may be nil) closes when the worker starts shutting
-// down: a floss run then commits the page in hand and returns, to be resumed from its checkpoint.
+// down: a floss run then reads no further page, commits the pages in hand and returns, to be resumed from
+// its checkpoint.
 func NewHandlers(r *Runner, stop <-chan struct{}) *Handlers {
 	return &Handlers{r: r, stop: stop, log: r.d.Log}
 }

@@ -20,7 +20,7 @@ import (
 
 // runSync is `autofloss sync <connection_id>`: one floss run in the foreground with the worker's own code
 // (no Redis needed), a progress bar on stderr, then a summary table by status and reason on stdout. It
-// resumes the connection's unfinished run if it has one. SIGINT/SIGTERM commits the page in hand and stops;
+// resumes the connection's unfinished run if it has one. SIGINT/SIGTERM commits the pages in hand (those already read) and stops;
 // the same command resumes from there.
 func runSync(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs, cfg := flags("sync", stderr)
@@ -70,7 +70,7 @@ func runSync(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		}
 		_ = bar.Set64(run.Counts.Seen)
 	}
-	// The run itself is not cancelled by a signal: the signal asks it to stop after the page in hand.
+	// The run itself is not cancelled by a signal: the signal asks it to stop after the pages in hand.
 	run, outcome, err := p.Runner.Sync(context.WithoutCancel(ctx), jobs.SyncPayload{ConnectionID: cnxID},
 		jobs.SyncOptions{TaskID: "cli", Progress: progress, Stop: ctx.Done()})
 	_ = bar.Finish()

@@ -1,5 +1,5 @@
 // Command worker runs the asynq server that executes floss tasks (floss:sync, floss:verify_contact) until
-// SIGINT/SIGTERM, then commits the page in hand of each run and stops within worker.shutdown_timeout; it
+// SIGINT/SIGTERM, then commits the pages in hand of each run (those already read) and stops within worker.shutdown_timeout; it
 // serves /metrics, /healthz and /readyz on worker.metrics_listen.
 package main
 

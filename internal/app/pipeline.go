@@ -80,7 +80,7 @@ func (p *Pipeline) Close() {
 }
 
 // RunPipelineWorker runs the asynq worker with the pipeline's handlers until ctx ends. When ctx ends a
-// floss run commits the page in hand and stops (to be resumed from its checkpoint), within
+// floss run commits the pages in hand (those already read) and stops (to be resumed from its checkpoint), within
 // worker.shutdown_timeout.
 func (a *App) RunPipelineWorker(ctx context.Context, p *Pipeline) error {
 	mux := jobs.NewServeMux(jobs.NewHandlers(p.Runner, ctx.Done()))
