@@ -348,6 +348,17 @@ type DueQuery struct {
 	Page       Page // cursor pagination in connection order (Limit up to 10,000; 0 = 500)
 }
 
+// duePredicate is what makes a connection (alias c) due, beyond being active with credits; its
+// parameters: true, the floss cutoff, true, the verify_first cutoff, the stale-run cutoff.
+const duePredicate = `
+		AND (
+			(c.auto_floss_enabled = ? AND (c.last_synced_at IS NULL OR c.last_synced_at <= ?))
+			OR (c.verify_first = ? AND (c.last_synced_at IS NULL OR c.last_synced_at <= ?))
+			OR EXISTS (SELECT 1 FROM floss_runs p WHERE p.connection_id = c.id AND p.state = 'paused_no_credits')
+		)
+		AND NOT EXISTS (SELECT 1 FROM floss_runs r WHERE r.connection_id = c.id
+			AND r.state IN ('queued', 'running') AND r.updated_at > ?)`
+
 // dueDefaults fills a DueQuery's defaults (StaleAfter 1 hour, Limit 500 up to 10,000, Now the store's
 // clock) and decodes its cursor.
 func (s *Store) dueDefaults(q DueQuery) (_ DueQuery, after int64, limit int, now time.Time, err error) {
@@ -388,14 +399,7 @@ func (s *Store) DueConnections(ctx context.Context, q DueQuery) ([]Connection, s
 		status = "+c.status"
 	}
 	query := `SELECT ` + cols + `, c.seq FROM connections c JOIN credit_balances b ON b.account_id = c.account_id
-		WHERE c.seq > ? AND ` + status + ` = 'active' AND b.balance > 0
-		AND (
-			(c.auto_floss_enabled = ? AND (c.last_synced_at IS NULL OR c.last_synced_at <= ?))
-			OR (c.verify_first = ? AND (c.last_synced_at IS NULL OR c.last_synced_at <= ?))
-			OR EXISTS (SELECT 1 FROM floss_runs p WHERE p.connection_id = c.id AND p.state = 'paused_no_credits')
-		)
-		AND NOT EXISTS (SELECT 1 FROM floss_runs r WHERE r.connection_id = c.id
-			AND r.state IN ('queued', 'running') AND r.updated_at > ?)
+		WHERE c.seq > ? AND ` + status + ` = 'active' AND b.balance > 0 ` + duePredicate + `
 		ORDER BY c.seq LIMIT ?`
 	args := []any{after, true, s.tv(now.Add(-q.FlossInterval)), true, s.tv(now.Add(-q.VerifyFirstInterval)),
 		s.tv(now.Add(-q.StaleAfter)), limit + 1}

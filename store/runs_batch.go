@@ -229,14 +229,7 @@ func (s *Store) DueBatch(ctx context.Context, q DueQuery) ([]Connection, string,
 	// probe per connection whatever the estimate (13 ms a window).
 	query := `SELECT ` + cols + `, c.seq FROM connections c
 		WHERE c.seq > ? AND c.seq <= ? AND ` + status + ` = 'active'
-		AND (SELECT b.balance FROM credit_balances b WHERE b.account_id = c.account_id) > 0
-		AND (
-			(c.auto_floss_enabled = ? AND (c.last_synced_at IS NULL OR c.last_synced_at <= ?))
-			OR (c.verify_first = ? AND (c.last_synced_at IS NULL OR c.last_synced_at <= ?))
-			OR EXISTS (SELECT 1 FROM floss_runs p WHERE p.connection_id = c.id AND p.state = 'paused_no_credits')
-		)
-		AND NOT EXISTS (SELECT 1 FROM floss_runs r WHERE r.connection_id = c.id
-			AND r.state IN ('queued', 'running') AND r.updated_at > ?)
+		AND (SELECT b.balance FROM credit_balances b WHERE b.account_id = c.account_id) > 0 ` + duePredicate + `
 		ORDER BY c.seq`
 	args := []any{after, window.Last.Int64, true, s.tv(now.Add(-q.FlossInterval)), true, s.tv(now.Add(-q.VerifyFirstInterval)),
 		s.tv(now.Add(-q.StaleAfter))}
