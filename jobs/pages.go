@@ -62,7 +62,7 @@ type prepared struct {
 	recent  map[string]store.Result // the store's reusable results by lower-cased address
 }
 
-// flow is the shared state of the three stages of one run.
+// flow is the shared state of the stages of one run.
 type flow struct {
 	credit  sync.Mutex                // held by a balance read (with pending) and by a commit (with its pending update)
 	pending int64                     // charges of prepared pages not committed yet
@@ -73,7 +73,7 @@ type flow struct {
 // errPipelineEnd cancels the stages when the commit stage stops on purpose (credits ran out).
 var errPipelineEnd = errors.New("jobs: page pipeline ended")
 
-// pages runs the three stages from the run's cursor until the end of the read, a pause, a stop or an
+// pages runs the four stages from the run's cursor until the end of the read, a pause, a stop or an
 // error; err is the first error of any stage (nil for a stop or a pause). An error a stage meets after
 // the stages were cancelled (by another stage's error, a pause or the run's context) is a consequence,
 // not a cause, and is dropped.
