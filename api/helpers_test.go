@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,7 +78,7 @@ type env struct {
 	redis    string
 	insp     *asynq.Inspector
 	metrics  *prometheus.Registry
-	logs     *syncBuffer
+	logs     *testenv.Buffer
 	key      string // account A's API key
 	account  string
 	key2     string // account B's API key
@@ -87,27 +86,10 @@ type env struct {
 	val      *validator
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, reg: esp.Platforms(), fakes: map[string]*esptest.Fake{}, baseURLs: map[string]string{}, logs: &syncBuffer{}}
+	e := &env{t: t, reg: esp.Platforms(), fakes: map[string]*esptest.Fake{}, baseURLs: map[string]string{}, logs: &testenv.Buffer{}}
 	e.st = testenv.Store(t, testenv.SQLite(t))
 	e.redis = o.redisAddr
 	if e.redis == "" {

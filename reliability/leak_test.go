@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"github.com/autofloss/autofloss/api"
 	"github.com/autofloss/autofloss/esp"
 	"github.com/autofloss/autofloss/esp/esptest"
+	"github.com/autofloss/autofloss/internal/testenv"
 	"github.com/autofloss/autofloss/store"
 )
 
@@ -88,7 +88,7 @@ func TestNothingLeaks(t *testing.T) {
 	adminToken := randomHex(t, 24)
 
 	// The integrations API on the same store and Redis, its log kept.
-	apiLog := &lockedBuffer{}
+	apiLog := &testenv.Buffer{}
 	reg := esp.Platforms()
 	baseURLs := map[string]string{c.slug: c.fakeURL}
 	client := esp.NewClient(esp.ClientOptions{Retry: esp.Retry{MaxAttempts: 8, BaseDelay: 5 * time.Millisecond,
@@ -596,24 +596,6 @@ func cnxPath(id string, rest ...string) string {
 		p += "/" + r
 	}
 	return p
-}
-
-// lockedBuffer is the API logger's writer (the server's goroutines write, the test reads).
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *lockedBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *lockedBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
 }
 
 func randomHex(t *testing.T, n int) string {

@@ -34,7 +34,7 @@ func TestServeSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, logs syncBuffer
+	var out, logs testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "-sandbox", "-config", cfg}, strings.NewReader(""), &out, &logs)

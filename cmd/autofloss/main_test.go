@@ -135,7 +135,7 @@ func TestProcessesStopOnSIGTERM(t *testing.T) {
 				t.Fatal(err)
 			}
 			cmd := exec.Command(filepath.Join(bin, tc.name), append(tc.args, "-config", cfg)...)
-			var logs syncBuffer
+			var logs testenv.Buffer
 			cmd.Stdout, cmd.Stderr = &logs, &logs
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
