@@ -260,22 +260,7 @@ func startWorker(t *testing.T, addr string, r *jobs.Runner) {
 // waitRun polls the store until the run reaches one of states.
 func (e *env) waitRun(runID string, timeout time.Duration, states ...string) store.Run {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		run, err := e.st.RunByID(e.ctx, runID)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, s := range states {
-			if run.State == s {
-				return run
-			}
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("run %s still %s after %s (counts %+v, error %+v)", runID, run.State, timeout, run.Counts, run.Error)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testenv.WaitRun(e.t, e.st, runID, timeout, states...)
 }
 
 // newWorld starts the loopback DNS+SMTP world, retrying a few times: NewWorld picks free ports and listens

@@ -30,6 +30,7 @@ import (
 	"github.com/autofloss/autofloss/esp"
 	"github.com/autofloss/autofloss/esp/esptest"
 	"github.com/autofloss/autofloss/internal/app"
+	"github.com/autofloss/autofloss/internal/testenv"
 	"github.com/autofloss/autofloss/sandbox"
 	"github.com/autofloss/autofloss/store"
 )
@@ -312,22 +313,7 @@ func queryInt(t *testing.T, db *sql.DB, q string, args ...any) int64 {
 // waitRun polls the store until the run is in one of states, failing after timeout (a hang bound).
 func (c *cluster) waitRun(runID string, timeout time.Duration, states ...string) store.Run {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		run, err := c.st.RunByID(c.ctx, runID)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		for _, s := range states {
-			if run.State == s {
-				return run
-			}
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("run %s still %s after %s (pages %d, counts %+v, error %+v)", runID, run.State, timeout, run.Pages, run.Counts, run.Error)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testenv.WaitRun(c.t, c.st, runID, timeout, states...)
 }
 
 // checkRun asserts the guarantees of a finished run: it is done; every contact of the fake has exactly one

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -220,4 +221,24 @@ func redacted(raw string) string {
 		return "(unparseable url)"
 	}
 	return u.Redacted()
+}
+
+// WaitRun polls st until the run is in one of states and returns it, failing t after timeout (a bound
+// on a hang, not a speed assertion).
+func WaitRun(t testing.TB, st *store.Store, runID string, timeout time.Duration, states ...string) store.Run {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		run, err := st.RunByID(context.Background(), runID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(states, run.State) {
+			return run
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s still %s after %s (pages %d, counts %+v, error %+v)", runID, run.State, timeout, run.Pages, run.Counts, run.Error)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
