@@ -79,11 +79,25 @@ func (s *Store) CommitContactResult(ctx context.Context, cr ContactResult) (run 
 		if len(ev) == 0 {
 			ev = json.RawMessage(`{}`)
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO results (run_id, connection_id, contact_id, list_id, email, email_lower, status,
-			reason, passed, suggestion, action, reused, evidence, verified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			runID, cr.ConnectionID, r.ContactID, r.ListID, r.Email, strings.ToLower(r.Email), r.Status, r.Reason, r.Passed,
-			r.Suggestion, r.Action, r.Reused, string(ev), s.tv(vat)); err != nil {
+		lower := strings.ToLower(r.Email)
+		var seq int64
+		if err := tx.QueryRowxContext(ctx, s.q(`INSERT INTO results (run_id, connection_id, contact_id, list_id, email, email_lower,
+			addr_hash, status, reason, passed, suggestion, action, reused, evidence, verified_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`),
+			runID, cr.ConnectionID, r.ContactID, r.ListID, r.Email, lower, addrHash(lower), r.Status, r.Reason, r.Passed,
+			r.Suggestion, r.Action, r.Reused, string(ev), s.tv(vat)).Scan(&seq); err != nil {
 			return fmt.Errorf("store: contact result: %w", err)
+		}
+		// The mini-run is born done: its one result goes into the re-verify index now (resultindex.go).
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO result_index (connection_id, addr_hash, verified_at, seq) VALUES (?, ?, ?, ?)
+			ON CONFLICT (connection_id, addr_hash) DO UPDATE SET verified_at = excluded.verified_at, seq = excluded.seq
+			WHERE excluded.verified_at > result_index.verified_at
+			   OR (excluded.verified_at = result_index.verified_at AND excluded.seq > result_index.seq)`),
+			cr.ConnectionID, addrHash(lower), s.tv(vat), seq); err != nil {
+			return fmt.Errorf("store: contact result index: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE floss_runs SET indexed_seq = ?, cursor_seq = ? WHERE id = ?`), seq, seq, runID); err != nil {
+			return fmt.Errorf("store: contact run: %w", err)
 		}
 		if verified > 0 {
 			if _, err := s.applyDelta(ctx, tx, accountID, -1, "contact:"+cr.Ref, "floss", runID); err != nil {

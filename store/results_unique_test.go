@@ -3,6 +3,8 @@ package store_test
 import (
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,9 +13,11 @@ import (
 	"github.com/autofloss/autofloss/store"
 )
 
-// TestResultUniqueness pins what makes a stored result unique (migration 0002): run, list, contact and
-// lower-cased address. Replays with the same address insert and charge nothing; a contact read again with
-// a changed address gets a result of its own, counted and charged.
+// TestResultUniqueness pins what makes a stored result unique at a cursor (migrations 0002, 0003): run,
+// list, contact and lower-cased address. Replays with the same address insert and charge nothing; a
+// contact read again with a changed address gets a result of its own, counted and charged. The re-verify
+// lookup sees the run's results once the run stops (result_index is merged then), and ResultsBySeq finds
+// each by the seq its commit returned.
 func TestResultUniqueness(t *testing.T) {
 	for name, url := range testenv.Databases(t) {
 		t.Run(name, func(t *testing.T) {
@@ -51,10 +55,19 @@ func TestResultUniqueness(t *testing.T) {
 					1, map[string]int64{"a": 2, "c": 1, "d": 2, "e": 1, "f": 1}},
 			}
 			charged := int64(0)
+			seqs := map[int64]string{} // seq → address, from the commits
 			for _, tc := range cases {
 				out, err := st.CommitPage(ctx(), store.PageCommit{RunID: run.ID, KeepCursor: true, Results: tc.results})
 				if err != nil {
 					t.Fatalf("%s: %v", tc.name, err)
+				}
+				if len(out.Seqs) != len(tc.results) {
+					t.Fatalf("%s: %d seqs for %d results", tc.name, len(out.Seqs), len(tc.results))
+				}
+				for i, seq := range out.Seqs {
+					if seq != 0 {
+						seqs[seq] = tc.results[i].Email
+					}
 				}
 				charged += int64(tc.inserted)
 				if out.Inserted != tc.inserted || out.Charged != int64(tc.inserted) || out.Run.CreditsUsed != charged ||
@@ -66,6 +79,20 @@ func TestResultUniqueness(t *testing.T) {
 			if b := must[int64](t)(st.Balance(ctx(), a.ID)); b != 100-charged {
 				t.Fatalf("balance %d, want %d", b, 100-charged)
 			}
+			asked := []string{"bob@example.com"}
+			if recent := must[map[string]store.Result](t)(st.RecentResults(ctx(), c.ID, asked, time.Now().Add(-time.Hour))); len(recent) != 0 {
+				t.Fatalf("a running run's results are in the re-verify index before it stops: %+v", recent)
+			}
+			if len(seqs) != int(charged) {
+				t.Fatalf("%d seqs returned for %d inserted results", len(seqs), charged)
+			}
+			bySeq := must[map[int64]store.Result](t)(st.ResultsBySeq(ctx(), c.ID, slices.Collect(maps.Keys(seqs))))
+			for seq, email := range seqs {
+				if bySeq[seq].Email != email {
+					t.Fatalf("ResultsBySeq(%d) = %q, want %q", seq, bySeq[seq].Email, email)
+				}
+			}
+			must[store.Run](t)(st.FinishRun(ctx(), run.ID))
 			recent := must[map[string]store.Result](t)(st.RecentResults(ctx(), c.ID,
 				[]string{"bob@example.com", "Robert@Example.com", "c1@example.com", "c2@example.com"}, time.Now().Add(-time.Hour)))
 			if len(recent) != 4 || recent["bob@example.com"].Reason != "a" || recent["robert@example.com"].Reason != "c" ||
@@ -80,9 +107,11 @@ func TestResultUniqueness(t *testing.T) {
 	}
 }
 
-// TestMigrationResultsIndex upgrades a v1 database holding results to v2: every result survives with its
-// seq, a seq is never reused (SQLite's AUTOINCREMENT high-water mark is kept), and the re-verify lookup,
-// listings and page commits work on the upgraded table.
+// TestMigrationResultsIndex upgrades a v1 database holding results to v3: every result survives with its
+// seq, a seq is never reused (SQLite's AUTOINCREMENT high-water mark is kept by 0002), the re-verify index
+// is filled with the hash the store computes in Go (0003's SQL computes it: md5 on PostgreSQL, the
+// registered function on SQLite) and holds each address's newest result, and listings and page commits
+// work on the upgraded tables.
 func TestMigrationResultsIndex(t *testing.T) {
 	for name, url := range testenv.Databases(t) {
 		t.Run(name, func(t *testing.T) {
@@ -96,11 +125,26 @@ func TestMigrationResultsIndex(t *testing.T) {
 			}
 			a := newAccount(t, st, 10)
 			c := newConnection(t, st, a.ID, "brevo", `{}`)
-			for i := 0; i < 3; i++ {
-				_, _, err := st.CommitContactResult(ctx(), store.ContactResult{ConnectionID: c.ID, Ref: fmt.Sprint("hook", i),
-					Result: store.NewResult{ContactID: fmt.Sprint(i), Email: fmt.Sprintf("U%d@example.com", i), Status: "passed", Reason: "valid", Passed: true}})
-				if err != nil {
-					t.Fatal(err)
+			old, _, err := st.OpenOrCreateRun(ctx(), store.NewRun{ConnectionID: c.ID, Kind: store.RunFull})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// v1 rows, as v1's CommitPage wrote them: U1 twice (the newer verdict must win), then one more
+			// row deleted again (its seq must not come back).
+			now := time.Now().UTC()
+			for i, r := range []struct {
+				contact, email, reason string
+				at                     time.Time
+			}{{"0", "U0@example.com", "valid", now}, {"1", "U1@example.com", "old", now.Add(-time.Minute)},
+				{"1b", "u1@EXAMPLE.com", "new", now}, {"2", "U2@example.com", "gone", now}} {
+				var at any = r.at.Format("2006-01-02T15:04:05.000000Z")
+				if st.Dialect() == store.Postgres {
+					at = r.at
+				}
+				if _, err := st.DB().Exec(st.DB().Rebind(`INSERT INTO results (run_id, connection_id, contact_id, list_id, email,
+					email_lower, status, reason, passed, verified_at) VALUES (?, ?, ?, 'L', ?, ?, 'passed', ?, ?, ?)`),
+					old.ID, c.ID, r.contact, r.email, strings.ToLower(r.email), r.reason, true, at); err != nil {
+					t.Fatalf("v1 row %d: %v", i, err)
 				}
 			}
 			var maxSeq int64
@@ -110,18 +154,18 @@ func TestMigrationResultsIndex(t *testing.T) {
 			if _, err := st.DB().Exec(st.DB().Rebind(`DELETE FROM results WHERE seq = ?`), maxSeq); err != nil {
 				t.Fatal(err)
 			}
-			if n, err := st.Migrate(ctx()); err != nil || n != 1 {
-				t.Fatalf("migrate to v2: %d %v", n, err)
+			if n, err := st.Migrate(ctx()); err != nil || n != 2 {
+				t.Fatalf("migrate to v3: %d %v", n, err)
 			}
-			if v := must[int64](t)(st.SchemaVersion(ctx())); v != 2 {
+			if v := must[int64](t)(st.SchemaVersion(ctx())); v != 3 {
 				t.Fatalf("version %d", v)
 			}
 			listed, _, err := st.ListResults(ctx(), a.ID, c.ID, store.ResultFilter{}, store.Page{})
-			if err != nil || len(listed) != 2 || listed[0].ContactID != "1" || listed[1].Email != "U0@example.com" {
+			if err != nil || len(listed) != 3 || listed[0].ContactID != "1b" || listed[2].Email != "U0@example.com" {
 				t.Fatalf("results after upgrade: %+v %v", listed, err)
 			}
-			recent := must[map[string]store.Result](t)(st.RecentResults(ctx(), c.ID, []string{"u0@example.com", "u1@EXAMPLE.com"}, time.Now().Add(-time.Hour)))
-			if len(recent) != 2 {
+			recent := must[map[string]store.Result](t)(st.RecentResults(ctx(), c.ID, []string{"u0@example.com", "U1@example.com", "u2@example.com"}, now.Add(-time.Hour)))
+			if len(recent) != 2 || recent["u0@example.com"].ContactID != "0" || recent["u1@example.com"].Reason != "new" {
 				t.Fatalf("recent after upgrade: %+v", recent)
 			}
 			if _, _, err := st.CommitContactResult(ctx(), store.ContactResult{ConnectionID: c.ID, Ref: "hook-new",
@@ -135,13 +179,12 @@ func TestMigrationResultsIndex(t *testing.T) {
 			if newSeq <= maxSeq {
 				t.Fatalf("new result seq %d reuses a seq (old high-water %d)", newSeq, maxSeq)
 			}
-			run, _, err := st.OpenOrCreateRun(ctx(), store.NewRun{ConnectionID: c.ID, Kind: store.RunFull})
-			if err != nil {
-				t.Fatal(err)
+			if r := must[map[string]store.Result](t)(st.RecentResults(ctx(), c.ID, []string{"n@example.com"}, now.Add(-time.Hour))); r["n@example.com"].ContactID != "9" {
+				t.Fatalf("a contact result is not in the re-verify index: %+v", r)
 			}
-			must[store.Run](t)(st.StartRun(ctx(), run.ID))
-			page := store.PageCommit{RunID: run.ID, KeepCursor: true, Results: []store.NewResult{
-				{ContactID: "0", Email: "u0@example.com", Status: "passed", Reason: "valid", Passed: true, Reused: true}}}
+			must[store.Run](t)(st.StartRun(ctx(), old.ID))
+			page := store.PageCommit{RunID: old.ID, KeepCursor: true, Results: []store.NewResult{
+				{ContactID: "5", Email: "u5@example.com", Status: "passed", Reason: "valid", Passed: true, Reused: true}}}
 			for want := 1; want >= 0; want-- {
 				out, err := st.CommitPage(ctx(), page)
 				if err != nil || out.Inserted != want {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -151,8 +150,12 @@ func (s *Store) ListRuns(ctx context.Context, accountID, cnxID string, p Page) (
 	return out, next, nil
 }
 
-// StartRun moves a queued or paused run to running (started_at is set the first time only).
+// StartRun moves a queued or paused run to running (started_at is set the first time only). The results
+// a resumed run committed before are merged into the re-verify index first (see resultindex.go).
 func (s *Store) StartRun(ctx context.Context, runID string) (Run, error) {
+	if err := s.indexRun(ctx, runID); err != nil {
+		return Run{}, err
+	}
 	now := s.now()
 	res, err := s.db.ExecContext(ctx, s.q(`UPDATE floss_runs SET state = 'running', started_at = COALESCE(started_at, ?), updated_at = ?
 		WHERE id = ? AND state IN ('queued', 'running', 'paused_no_credits')`), s.tv(now), s.tv(now), runID)
@@ -168,7 +171,8 @@ func (s *Store) StartRun(ctx context.Context, runID string) (Run, error) {
 	return s.RunByID(ctx, runID)
 }
 
-// PauseRun marks a running run paused_no_credits; its cursor is kept for the resume.
+// PauseRun marks a running run paused_no_credits; its cursor is kept for the resume. PauseRun and FailRun
+// merge the run's results into the re-verify index first.
 func (s *Store) PauseRun(ctx context.Context, runID string) error {
 	return s.setRunState(ctx, runID, RunPausedNoCredits, nil, false)
 }
@@ -185,6 +189,9 @@ func (s *Store) Heartbeat(ctx context.Context, runID string) error {
 }
 
 func (s *Store) setRunState(ctx context.Context, runID, state string, e *RunError, finish bool) error {
+	if err := s.indexRun(ctx, runID); err != nil {
+		return err
+	}
 	now := s.now()
 	sets := `state = ?, updated_at = ?`
 	args := []any{state, s.tv(now)}
@@ -210,9 +217,13 @@ func (s *Store) setRunState(ctx context.Context, runID, state string, e *RunErro
 	return nil
 }
 
-// FinishRun marks the run done, clears its cursor and sets the connection's last_synced_at to the run's
-// start time (contacts changed during the run are read again next time), in one transaction.
+// FinishRun merges the run's results into the re-verify index, then marks the run done, clears its cursor
+// and sets the connection's last_synced_at to the run's start time (contacts changed during the run are
+// read again next time), in one transaction.
 func (s *Store) FinishRun(ctx context.Context, runID string) (Run, error) {
+	if err := s.indexRun(ctx, runID); err != nil {
+		return Run{}, err
+	}
 	err := s.withTx(ctx, func(tx *sqlx.Tx) error {
 		var cnxID, state string
 		var started dbTime
@@ -277,18 +288,23 @@ type PageOutcome struct {
 	Inserted int   // results newly stored (replays of stored ones are not)
 	Charged  int64 // credits debited: newly inserted, not reused
 	Run      Run   // the run after the commit
+	// Seqs has the stored seq of each of PageCommit.Results, 0 for one not inserted (already stored).
+	Seqs []int64
 }
 
 // CommitPage stores a page in one transaction: inserts the results (a result already stored for the same
-// run, list and contact — with the same address, see below — is left alone), adds the newly inserted ones
+// run, list, contact and address at this cursor is left alone, see below), adds the newly inserted ones
 // to the run counters, debits one credit per newly inserted non-reused result (ledger ref
 // "run:<id>:page:<n>"), and moves the run cursor. If the balance cannot cover the debit nothing is stored
 // and ErrInsufficientCredits is returned: the caller pauses the run (check Balance first and commit only
 // what it covers, with KeepCursor).
 //
-// Uniqueness is per run, list, contact AND lower-cased address (the unique index results_unique, whose
-// prefix also serves RecentResults; one index in random order instead of two is what keeps a commit cheap,
-// see migration 0002). A replayed or re-committed result inserts and charges nothing. Only when a contact's
+// Uniqueness is per run, list, contact AND lower-cased address, without an index (migration 0003): a page
+// replayed after a crash is refused by the cursor check (ErrStaleCursor), a page committed again at the
+// same cursor (after a KeepCursor commit) finds the results it already stored as the run's results above
+// floss_runs.cursor_seq, and a contact twice in one page is stored once (its first occurrence). A
+// contact read again on a LATER page (offset pagination shifting) is the caller's to recognise: the floss
+// worker finds this run's result for it and does not commit it again (jobs.flow). Only when a contact's
 // address changes on the platform while the run reads it twice does the new address get a result of its
 // own, counted and charged: it was verified, and its verdict is what the re-verify window must find.
 func (s *Store) CommitPage(ctx context.Context, pc PageCommit) (PageOutcome, error) {
@@ -296,10 +312,10 @@ func (s *Store) CommitPage(ctx context.Context, pc PageCommit) (PageOutcome, err
 	err := s.withTx(ctx, func(tx *sqlx.Tx) error {
 		var cnxID, accountID, state, cursor, byReasonRaw string
 		var atEnd bool
-		var pages int64
-		err := tx.QueryRowxContext(ctx, s.q(`SELECT r.connection_id, c.account_id, r.state, r.cursor, r.at_end, r.pages, r.by_reason
+		var pages, cursorSeq int64
+		err := tx.QueryRowxContext(ctx, s.q(`SELECT r.connection_id, c.account_id, r.state, r.cursor, r.at_end, r.pages, r.by_reason, r.cursor_seq
 			FROM floss_runs r JOIN connections c ON c.id = r.connection_id WHERE r.id = ?`+s.forUpdate()), pc.RunID).
-			Scan(&cnxID, &accountID, &state, &cursor, &atEnd, &pages, &byReasonRaw)
+			Scan(&cnxID, &accountID, &state, &cursor, &atEnd, &pages, &byReasonRaw, &cursorSeq)
 		if err != nil {
 			return notFound(err)
 		}
@@ -311,11 +327,15 @@ func (s *Store) CommitPage(ctx context.Context, pc PageCommit) (PageOutcome, err
 			return fmt.Errorf("store: run by_reason: %w", err)
 		}
 		var d RunCounts
-		inserted, err := s.insertResults(ctx, tx, pc.RunID, cnxID, pc.Results)
+		var maxSeq int64
+		out.Seqs, maxSeq, err = s.insertResults(ctx, tx, pc.RunID, cnxID, cursorSeq, pc.Results)
 		if err != nil {
 			return err
 		}
-		for _, i := range inserted {
+		for i, seq := range out.Seqs {
+			if seq == 0 {
+				continue
+			}
 			r := pc.Results[i]
 			out.Inserted++
 			if r.Reused {
@@ -344,14 +364,14 @@ func (s *Store) CommitPage(ctx context.Context, pc PageCommit) (PageOutcome, err
 		if err != nil {
 			return err
 		}
-		newCursor, newAtEnd := cursor, false
+		newCursor, newAtEnd, newCursorSeq := cursor, false, cursorSeq
 		if !pc.KeepCursor {
-			newCursor, newAtEnd = pc.NextCursor, pc.NextCursor == ""
+			newCursor, newAtEnd, newCursorSeq = pc.NextCursor, pc.NextCursor == "", max(cursorSeq, maxSeq)
 		}
-		sets := `cursor = ?, at_end = ?, pages = pages + 1, seen = seen + ?, skipped = skipped + ?, reused = reused + ?,
+		sets := `cursor = ?, at_end = ?, cursor_seq = ?, pages = pages + 1, seen = seen + ?, skipped = skipped + ?, reused = reused + ?,
 			verified = verified + ?, passed = passed + ?, failed = failed + ?, written_back = written_back + ?, by_reason = ?,
 			credits_used = credits_used + ?, updated_at = ?`
-		args := []any{newCursor, newAtEnd, pc.Seen, pc.Skipped, d.Reused, d.Verified, d.Passed, d.Failed, d.WrittenBack,
+		args := []any{newCursor, newAtEnd, newCursorSeq, pc.Seen, pc.Skipped, d.Reused, d.Verified, d.Passed, d.Failed, d.WrittenBack,
 			string(br), out.Charged, s.tv(s.now())}
 		if pc.Total != nil {
 			sets += `, total = ?`
@@ -368,44 +388,63 @@ func (s *Store) CommitPage(ctx context.Context, pc PageCommit) (PageOutcome, err
 	return out, nil
 }
 
-// resultsChunk is the rows of one multi-row result INSERT: 14 parameters a row, 7,000 a statement, far
+// resultsChunk is the rows of one multi-row result INSERT: 15 parameters a row, 7,500 a statement, far
 // below SQLite's variable limit (32,766) and PostgreSQL's (65,535).
 const resultsChunk = 500
 
 // resultKey is what makes a stored result unique within a run (with the run and connection, which are
-// the same for a whole page): the unique index results_unique.
+// the same for a whole page).
 type resultKey struct{ list, contact, emailLower string }
 
-// insertResults inserts a page's results with multi-row INSERTs (ON CONFLICT DO NOTHING on results_unique:
-// a result already stored for the run, list, contact and address is left alone) and returns the indexes in
-// rs of the rows newly inserted, in order. RETURNING names the inserted rows; when a contact appears twice
-// with the same address its first occurrence is the one inserted (rows are inserted in a stable order), as
-// with one INSERT per result. Rows are inserted sorted by address (results_unique's order), so a page's
-// results get their seq in address order, not page order.
-func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID string, rs []NewResult) ([]int, error) {
-	var inserted []int
-	var b strings.Builder
-	// Rows go in in the order of results_unique (the connection is the same for all: by address), so
-	// consecutive inserts descend to neighbouring index pages instead of random ones.
-	lowers := make([]string, len(rs))
-	order := make([]int, len(rs))
-	for i, r := range rs {
-		lowers[i], order[i] = strings.ToLower(r.Email), i
+// insertResults inserts a page's results with multi-row INSERTs, in page order, leaving out those already
+// stored at this cursor (the run's results above cursorSeq) and a contact's second occurrence in the page.
+// It returns each result's new seq (0 = left out) and the highest seq of the run's results at this cursor.
+func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID string, cursorSeq int64, rs []NewResult) ([]int64, int64, error) {
+	seqs := make([]int64, len(rs))
+	maxSeq := int64(0)
+	have := map[resultKey]bool{}
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT list_id, contact_id, email_lower, seq FROM results WHERE run_id = ? AND seq > ?`), runID, cursorSeq)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: results at the cursor: %w", err)
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(lowers[a], lowers[b]) })
-	for start := 0; start < len(order); start += resultsChunk {
-		chunk := order[start:min(start+resultsChunk, len(order))]
+	for rows.Next() {
+		var k resultKey
+		var seq int64
+		if err := rows.Scan(&k.list, &k.contact, &k.emailLower, &seq); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("store: results at the cursor: %w", err)
+		}
+		have[k], maxSeq = true, max(maxSeq, seq)
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: results at the cursor: %w", err)
+	}
+	var b strings.Builder
+	todo := make([]int, 0, len(rs))
+	lowers := make([]string, len(rs))
+	for i, r := range rs {
+		lowers[i] = strings.ToLower(r.Email)
+		k := resultKey{r.ListID, r.ContactID, lowers[i]}
+		if !have[k] {
+			have[k] = true
+			todo = append(todo, i)
+		}
+	}
+	for start := 0; start < len(todo); start += resultsChunk {
+		chunk := todo[start:min(start+resultsChunk, len(todo))]
 		b.Reset()
-		b.WriteString(`INSERT INTO results (run_id, connection_id, contact_id, list_id, email, email_lower, status, reason, passed,
-			suggestion, action, reused, evidence, verified_at) VALUES `)
-		args := make([]any, 0, 14*len(chunk))
-		first := make(map[resultKey]int, len(chunk))
-		for i, oi := range chunk {
-			r := rs[oi]
-			if i > 0 {
+		b.WriteString(`INSERT INTO results (run_id, connection_id, contact_id, list_id, email, email_lower, addr_hash, status, reason,
+			passed, suggestion, action, reused, evidence, verified_at) VALUES `)
+		args := make([]any, 0, 15*len(chunk))
+		at := make(map[resultKey]int, len(chunk))
+		for n, i := range chunk {
+			r := rs[i]
+			if n > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 			ev := r.Evidence
 			if len(ev) == 0 {
 				ev = json.RawMessage(`{}`)
@@ -414,38 +453,33 @@ func (s *Store) insertResults(ctx context.Context, tx *sqlx.Tx, runID, cnxID str
 			if vat.IsZero() {
 				vat = s.now()
 			}
-			lower := lowers[oi]
-			args = append(args, runID, cnxID, r.ContactID, r.ListID, r.Email, lower, r.Status,
+			args = append(args, runID, cnxID, r.ContactID, r.ListID, r.Email, lowers[i], addrHash(lowers[i]), r.Status,
 				r.Reason, r.Passed, r.Suggestion, r.Action, r.Reused, string(ev), s.tv(vat))
-			k := resultKey{r.ListID, r.ContactID, lower}
-			if _, ok := first[k]; !ok {
-				first[k] = oi
-			}
+			at[resultKey{r.ListID, r.ContactID, lowers[i]}] = i
 		}
-		b.WriteString(` ON CONFLICT (connection_id, email_lower, run_id, list_id, contact_id) DO NOTHING
-			RETURNING list_id, contact_id, email_lower`)
+		b.WriteString(` RETURNING list_id, contact_id, email_lower, seq`)
 		rows, err := tx.QueryContext(ctx, s.q(b.String()), args...)
 		if err != nil {
-			return nil, fmt.Errorf("store: insert results: %w", err)
+			return nil, 0, fmt.Errorf("store: insert results: %w", err)
 		}
 		for rows.Next() {
 			var k resultKey
-			if err := rows.Scan(&k.list, &k.contact, &k.emailLower); err != nil {
+			var seq int64
+			if err := rows.Scan(&k.list, &k.contact, &k.emailLower, &seq); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("store: insert results: %w", err)
+				return nil, 0, fmt.Errorf("store: insert results: %w", err)
 			}
-			if i, ok := first[k]; ok {
-				inserted = append(inserted, i)
+			if i, ok := at[k]; ok {
+				seqs[i], maxSeq = seq, max(maxSeq, seq)
 			}
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, fmt.Errorf("store: insert results: %w", err)
+			return nil, 0, fmt.Errorf("store: insert results: %w", err)
 		}
 	}
-	slices.Sort(inserted) // in rs's order (RETURNING's order is not promised, and the rows went in sorted)
-	return inserted, nil
+	return seqs, maxSeq, nil
 }
 
 // ResultFilter narrows ListResults; empty fields match everything.
@@ -512,51 +546,6 @@ func (s *Store) ListResults(ctx context.Context, accountID, cnxID string, f Resu
 	}
 	out, next := trimPage(out, seqs, p.limit())
 	return out, next, nil
-}
-
-// RecentResults returns, for each address (case-insensitive), the connection's newest result verified at
-// or after since: the re-verify window lookup. Keys of the map are lower-cased addresses.
-func (s *Store) RecentResults(ctx context.Context, cnxID string, emails []string, since time.Time) (map[string]Result, error) {
-	out := map[string]Result{}
-	const chunk = 400
-	for start := 0; start < len(emails); start += chunk {
-		end := min(start+chunk, len(emails))
-		lower := make([]any, 0, end-start)
-		for _, e := range emails[start:end] {
-			lower = append(lower, strings.ToLower(e))
-		}
-		// ORDER BY +seq, not seq: SQLite would otherwise satisfy the ORDER BY with results_connection
-		// (connection_id, seq) and scan every result of the connection for each chunk, which makes a run
-		// quadratic in the connection's results (found by `autofloss bench`). The unary plus keeps the
-		// lookup on results_unique (connection_id, email_lower, …) and sorts the few rows found.
-		q, args, err := sqlx.In(`SELECT `+resultCols+`, seq FROM results WHERE connection_id = ? AND verified_at >= ?
-			AND email_lower IN (?) ORDER BY +seq`, cnxID, s.tv(since), lower)
-		if err != nil {
-			return nil, err
-		}
-		rows, err := s.db.QueryContext(ctx, s.q(q), args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var seq int64
-			r, err := scanResult(rows, &seq)
-			if err != nil {
-				rows.Close()
-				return nil, err
-			}
-			k := strings.ToLower(r.Email)
-			if prev, ok := out[k]; !ok || !r.VerifiedAt.Before(prev.VerifiedAt) {
-				out[k] = r
-			}
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // SaveSnapshot stores a contact as the platform returned it, before the pipeline deletes it there.

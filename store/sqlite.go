@@ -11,8 +11,8 @@ import (
 )
 
 // sqlitePragmas are set on every new SQLite connection, beyond what go-sqlite3's DSN options cover. They
-// are tuned for CommitPage, whose page of 1,000 results dirties ~1,000 pages of the results_unique index
-// (random order; see migration 0002), and measured with BenchmarkCommitPage:
+// were tuned for CommitPage when a page of 1,000 results dirtied ~1,000 pages of a random-order index
+// (migration 0002; since 0003 the results table has none), and measured with BenchmarkCommitPage:
 //
 //   - temp_store = MEMORY: a multi-row INSERT inside a transaction keeps a statement journal (the original
 //     of every page the statement changes, to undo just that statement on an error). In a temporary file it
@@ -33,12 +33,15 @@ var sqlitePragmas = []string{
 }
 
 // sqliteDriver is the store's own driver value (no global registration, no init): go-sqlite3 with a
-// ConnectHook that sets sqlitePragmas.
+// ConnectHook that sets sqlitePragmas and registers autofloss_addr_hash (addrHash, for migration 0003).
 var sqliteDriver = &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
 	for _, p := range sqlitePragmas {
 		if _, err := c.Exec(p, nil); err != nil {
 			return fmt.Errorf("store: %s: %w", p, err)
 		}
+	}
+	if err := c.RegisterFunc("autofloss_addr_hash", addrHash, true); err != nil {
+		return fmt.Errorf("store: register autofloss_addr_hash: %w", err)
 	}
 	return nil
 }}

@@ -80,7 +80,7 @@ var storeCases = []struct {
 		if err != nil || n != 0 {
 			t.Fatalf("second migrate: n=%d err=%v", n, err)
 		}
-		if v, err := e.st.SchemaVersion(ctx()); err != nil || v != 2 {
+		if v, err := e.st.SchemaVersion(ctx()); err != nil || v != 3 {
 			t.Fatalf("version %d %v", v, err)
 		}
 	}},
