@@ -44,9 +44,10 @@ import (
 //     that many are verified and committed WITHOUT moving the cursor (PageCommit.KeepCursor) and the run
 //     is paused (paused_no_credits); when it covers none the run is paused before verifying. On resume
 //     the page is read again at the same cursor; its contacts already committed in this run are found by
-//     the re-verify lookup (which always reaches back to the run's creation) and re-committed as no-ops
-//     (results are unique per run, list, contact and address; only newly inserted ones are charged), so no contact
-//     is ever charged twice. A concurrent spender that makes CommitPage fail with ErrInsufficientCredits
+//     the re-verify lookup (which always reaches back to the run's creation; the store merges a run's
+//     results into its re-verify index when the run pauses or starts) and not committed again (a commit
+//     at the same cursor would also leave them out: see store.CommitPage; only newly inserted results are
+//     charged), so no contact is ever charged twice. A concurrent spender that makes CommitPage fail with ErrInsufficientCredits
 //     leaves nothing committed: the run pauses and the page is replayed.
 //   - Errors: the platform refusing the credentials disconnects the connection (credentials_revoked),
 //     fails the run and is not retried. Throttling, 5xx and timeouts return a RetryableError so asynq
@@ -394,6 +395,7 @@ type item struct {
 	dec     policy.Decision
 	action  string
 	include bool
+	stored  bool            // this run already has its result for this list and contact: not committed again
 	res     store.NewResult // the result to commit (prepare builds it; its Action follows action)
 }
 

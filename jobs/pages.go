@@ -26,13 +26,18 @@ import (
 // write-back as done). What a page's preparation depends on from the pages ahead of it, not yet
 // committed, is carried in memory:
 //
-//   - Reuse: the store's lookup (RecentResults, in the read stage) cannot see results not yet committed,
-//     so prepare also looks in the results of the last three pages it prepared (when the read stage
-//     looked a page up, every page before those three was committed: each stage takes a page only after
-//     handing its previous one on);
-//     a contact already decided there is reused from it, as it would be from the store once committed.
+//   - Reuse: the store's lookup (RecentResults, in the read stage) sees the results of runs that are not
+//     running and of this run up to its last start (the store's re-verify index is merged when a run
+//     starts and stops, never per page: see store/resultindex.go). What this Sync decided itself comes
+//     from memory: the results of the last three pages prepared (when prepare takes a page, every page
+//     before those three was committed: each stage takes a page only after handing its previous one on)
+//     and, for the pages committed, flow.seen — address hash → the stored result's seq, read back with
+//     store.ResultsBySeq when a later page has the address again (8 bytes of key and 8 of value a
+//     contact: ~30 MB of map for a run of a million). A contact already decided there is reused from it.
 //     The write-back it records is the one decided before that page was written back (a write the
-//     platform then refused for that one contact is recorded as "none" on its own page only).
+//     platform then refused for that one contact is recorded as "none" on its own page only). A contact
+//     whose result in this run is for the same list and contact (offset pagination returning it again)
+//     is not committed a second time (item.stored): a contact has one result per run.
 //   - Credits: the balance read for a page is reduced by what the prepared, uncommitted pages will
 //     charge; the balance read and the commit with its charge exclude each other (credit), so a page
 //     never counts a charge twice or misses one.
@@ -68,6 +73,80 @@ type flow struct {
 	pending int64                     // charges of prepared pages not committed yet
 	recent  []map[string]store.Result // results of the last pages prepared, by lower-cased address
 	created time.Time                 // the run's creation (reuse always reaches back to it)
+
+	mu sync.Mutex // guards seen and also (commit writes, prepare reads)
+	// seen maps the address hash (store.AddrHash) of each result committed by this Sync to its seq (the
+	// first one committed for the address); also maps contactKey of a further result for the same address
+	// (another list or contact) to its seq, so the same contact's own result is found.
+	seen, also map[int64]int64
+}
+
+// contactKey is the hash of one contact's result in a run: list, contact and lower-cased address.
+func contactKey(list, contact, lower string) int64 {
+	return store.AddrHash(list + "\x00" + contact + "\x00" + lower)
+}
+
+// remember records the results a commit stored (seqs from store.PageOutcome) in seen and also.
+func (fl *flow) remember(rs []store.NewResult, seqs []int64) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	for i, seq := range seqs {
+		if seq == 0 {
+			continue
+		}
+		r := rs[i]
+		lower := strings.ToLower(strings.TrimSpace(r.Email))
+		if h := store.AddrHash(lower); fl.seen[h] == 0 {
+			fl.seen[h] = seq
+		} else {
+			fl.also[contactKey(r.ListID, r.ContactID, lower)] = seq
+		}
+	}
+}
+
+// committed adds to recent this Sync's committed results for the page's addresses (see Reuse above), and
+// marks stored the items whose own contact already has one (the same contact's result wins in recent).
+func (f *floss) committed(ctx context.Context, fl *flow, items []*item, keys []string, recent map[string]store.Result) error {
+	first := make(map[int]int64) // item → seq of its address's first result
+	own := make(map[int]int64)   // item → seq of its contact's own further result
+	var seqs []int64
+	fl.mu.Lock()
+	for i, it := range items {
+		if seq := fl.seen[store.AddrHash(keys[i])]; seq != 0 {
+			first[i] = seq
+			seqs = append(seqs, seq)
+			if o := fl.also[contactKey(it.c.ListID, it.c.ID, keys[i])]; o != 0 {
+				own[i] = o
+				seqs = append(seqs, o)
+			}
+		}
+	}
+	fl.mu.Unlock()
+	if len(seqs) == 0 {
+		return nil
+	}
+	rows, err := f.r.d.Store.ResultsBySeq(ctx, f.cnx.ID, seqs)
+	if err != nil {
+		return err
+	}
+	for i, seq := range first {
+		it, key := items[i], keys[i]
+		r, ok := rows[seq]
+		// The address is checked: two addresses may share a hash (then the other is verified again).
+		if !ok || strings.ToLower(strings.TrimSpace(r.Email)) != key {
+			continue
+		}
+		if o, ok := rows[own[i]]; ok && strings.ToLower(strings.TrimSpace(o.Email)) == key {
+			r = o
+		}
+		if r.ListID == it.c.ListID && r.ContactID == it.c.ID {
+			it.stored = true
+			recent[key] = r
+		} else if _, ok := recent[key]; !ok || recent[key].RunID != f.runID {
+			recent[key] = r
+		}
+	}
+	return nil
 }
 
 // errPipelineEnd cancels the stages when the commit stage stops on purpose (credits ran out).
@@ -78,7 +157,7 @@ var errPipelineEnd = errors.New("jobs: page pipeline ended")
 // the stages were cancelled (by another stage's error, a pause or the run's context) is a consequence,
 // not a cause, and is dropped.
 func (f *floss) pages(ctx context.Context, since time.Time) (Outcome, error) {
-	fl := &flow{created: f.run.CreatedAt}
+	fl := &flow{created: f.run.CreatedAt, seen: map[int64]int64{}, also: map[int64]int64{}}
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
@@ -255,6 +334,9 @@ func (f *floss) lookup(ctx context.Context, fl *flow, page esp.Page, from string
 func (f *floss) prepare(ctx context.Context, fl *flow, p *prepared) (*prepared, error) {
 	d := f.r.d
 	items, keys, recent := p.items, p.keys, p.recent
+	if err := f.committed(ctx, fl, items, keys, recent); err != nil {
+		return nil, &RetryableError{Err: err}
+	}
 	for _, m := range fl.recent {
 		for _, k := range keys {
 			if r, ok := m[k]; ok {
@@ -270,6 +352,9 @@ func (f *floss) prepare(ctx context.Context, fl *flow, p *prepared) (*prepared, 
 		if prev, ok := recent[key]; ok {
 			pr := prev
 			it.prev = &pr
+			if pr.RunID == f.runID && pr.ListID == it.c.ListID && pr.ContactID == it.c.ID {
+				it.stored = true
+			}
 			continue
 		}
 		if j, ok := first[key]; ok {
@@ -377,7 +462,7 @@ func (f *floss) commit(ctx context.Context, fl *flow, p *prepared) (paused bool,
 	}
 	pc.Results = make([]store.NewResult, 0, len(p.items))
 	for _, it := range p.items {
-		if !it.include {
+		if !it.include || it.stored {
 			continue
 		}
 		r := it.res
@@ -397,6 +482,7 @@ func (f *floss) commit(ctx context.Context, fl *flow, p *prepared) (paused bool,
 		return false, &RetryableError{Err: err}
 	}
 	f.run = out.Run
+	fl.remember(pc.Results, out.Seqs)
 	if m := d.Metrics; m != nil {
 		m.credits.Add(float64(out.Charged))
 		for _, r := range pc.Results {
