@@ -31,9 +31,9 @@ import (
 //     starts and stops, never per page: see store/resultindex.go). What this Sync decided itself comes
 //     from memory: the results of the last three pages prepared (when prepare takes a page, every page
 //     before those three was committed: each stage takes a page only after handing its previous one on)
-//     and, for the pages committed, flow.seen — address hash → the stored result's seq, read back with
-//     store.ResultsBySeq when a later page has the address again (8 bytes of key and 8 of value a
-//     contact: ~30 MB of map for a run of a million). A contact already decided there is reused from it.
+//     and, for the pages committed, the run index (runindex.go: address hash → the stored result's seq,
+//     read back with store.ResultsBySeq when a later page has the address again; ~20 MB for a run of a
+//     million). A contact already decided there is reused from it.
 //     The write-back it records is the one decided before that page was written back (a write the
 //     platform then refused for that one contact is recorded as "none" on its own page only). A contact
 //     whose result in this run is for the same list and contact (offset pagination returning it again)
@@ -74,54 +74,33 @@ type flow struct {
 	recent  []map[string]store.Result // results of the last pages prepared, by lower-cased address
 	created time.Time                 // the run's creation (reuse always reaches back to it)
 
-	mu sync.Mutex // guards seen and also (commit writes, prepare reads)
-	// seen maps the address hash (store.AddrHash) of each result committed by this Sync to its seq (the
-	// first one committed for the address); also maps contactKey of a further result for the same address
-	// (another list or contact) to its seq, so the same contact's own result is found.
-	seen, also map[int64]int64
+	index *runIndex // where the results this Sync committed are stored (see Reuse above)
 }
 
-// contactKey is the hash of one contact's result in a run: list, contact and lower-cased address.
-func contactKey(list, contact, lower string) int64 {
-	return store.AddrHash(list + "\x00" + contact + "\x00" + lower)
-}
-
-// remember records the results a commit stored (seqs from store.PageOutcome) in seen and also.
+// remember records the results a commit stored (seqs from store.PageOutcome) in the run index.
 func (fl *flow) remember(rs []store.NewResult, seqs []int64) {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
 	for i, seq := range seqs {
 		if seq == 0 {
 			continue
 		}
 		r := rs[i]
 		lower := strings.ToLower(strings.TrimSpace(r.Email))
-		if h := store.AddrHash(lower); fl.seen[h] == 0 {
-			fl.seen[h] = seq
-		} else {
-			fl.also[contactKey(r.ListID, r.ContactID, lower)] = seq
-		}
+		fl.index.add(store.AddrHash(lower), contactKey(r.ListID, r.ContactID, lower), seq)
 	}
 }
 
 // committed adds to recent this Sync's committed results for the page's addresses (see Reuse above), and
 // marks stored the items whose own contact already has one (the same contact's result wins in recent).
 func (f *floss) committed(ctx context.Context, fl *flow, items []*item, keys []string, recent map[string]store.Result) error {
-	first := make(map[int]int64) // item → seq of its address's first result
-	own := make(map[int]int64)   // item → seq of its contact's own further result
+	cands := make(map[int][]int64) // item → seqs that may be its address's results
 	var seqs []int64
-	fl.mu.Lock()
 	for i, it := range items {
-		if seq := fl.seen[store.AddrHash(keys[i])]; seq != 0 {
-			first[i] = seq
-			seqs = append(seqs, seq)
-			if o := fl.also[contactKey(it.c.ListID, it.c.ID, keys[i])]; o != 0 {
-				own[i] = o
-				seqs = append(seqs, o)
-			}
+		n := len(seqs)
+		seqs = fl.index.lookup(seqs, store.AddrHash(keys[i]), contactKey(it.c.ListID, it.c.ID, keys[i]))
+		if len(seqs) > n {
+			cands[i] = seqs[n:len(seqs):len(seqs)]
 		}
 	}
-	fl.mu.Unlock()
 	if len(seqs) == 0 {
 		return nil
 	}
@@ -129,21 +108,28 @@ func (f *floss) committed(ctx context.Context, fl *flow, items []*item, keys []s
 	if err != nil {
 		return err
 	}
-	for i, seq := range first {
+	for i, cs := range cands {
 		it, key := items[i], keys[i]
-		r, ok := rows[seq]
-		// The address is checked: two addresses may share a hash (then the other is verified again).
-		if !ok || strings.ToLower(strings.TrimSpace(r.Email)) != key {
+		var found *store.Result
+		for _, seq := range cs {
+			r, ok := rows[seq]
+			// The address is checked: other addresses may share a hash key.
+			if !ok || strings.ToLower(strings.TrimSpace(r.Email)) != key {
+				continue
+			}
+			if r.ListID == it.c.ListID && r.ContactID == it.c.ID {
+				found, it.stored = &r, true
+				break
+			}
+			if found == nil {
+				found = &r
+			}
+		}
+		if found == nil {
 			continue
 		}
-		if o, ok := rows[own[i]]; ok && strings.ToLower(strings.TrimSpace(o.Email)) == key {
-			r = o
-		}
-		if r.ListID == it.c.ListID && r.ContactID == it.c.ID {
-			it.stored = true
-			recent[key] = r
-		} else if _, ok := recent[key]; !ok || recent[key].RunID != f.runID {
-			recent[key] = r
+		if prev, ok := recent[key]; it.stored || !ok || prev.RunID != f.runID {
+			recent[key] = *found
 		}
 	}
 	return nil
@@ -157,7 +143,7 @@ var errPipelineEnd = errors.New("jobs: page pipeline ended")
 // the stages were cancelled (by another stage's error, a pause or the run's context) is a consequence,
 // not a cause, and is dropped.
 func (f *floss) pages(ctx context.Context, since time.Time) (Outcome, error) {
-	fl := &flow{created: f.run.CreatedAt, seen: map[int64]int64{}, also: map[int64]int64{}}
+	fl := &flow{created: f.run.CreatedAt, index: newRunIndex()}
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (

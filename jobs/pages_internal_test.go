@@ -70,7 +70,7 @@ func newPageHarness(t *testing.T, credits int64) *pageHarness {
 	set := parseSettings(cnx.Settings)
 	f := &floss{r: r, cnx: cnx, run: run, runID: run.ID, set: set, rules: compileRules(nil), want: policy.WantedChecks(set.Policy),
 		log: zerolog.Nop()}
-	fl := &flow{created: run.CreatedAt, seen: map[int64]int64{}, also: map[int64]int64{}}
+	fl := &flow{created: run.CreatedAt, index: newRunIndex()}
 	return &pageHarness{t: t, ctx: ctx, st: st, f: f, fl: fl, acct: acct}
 }
 
@@ -122,7 +122,7 @@ func TestPrepareSeesPagesInFlight(t *testing.T) {
 }
 
 // TestCommittedPagesAreRemembered: the store's re-verify index does not hold a running run's results
-// (it is merged when the run stops), so the pages a Sync committed are remembered in memory (flow.seen).
+// (it is merged when the run stops), so the pages a Sync committed are remembered in memory (runIndex).
 // An address committed five pages earlier — out of the three-page overlay — is reused at no cost under
 // another list, and the same contact read again (offset pagination shifting) is not stored twice.
 func TestCommittedPagesAreRemembered(t *testing.T) {
