@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -43,19 +44,21 @@ func ListKinds() []ListKind {
 	return []ListKind{ListDisposable, ListFree, ListRole, ListBanned, ListSpamTrap, ListParking, ListPopular, ListProviders}
 }
 
-// Lists holds the shipped lists loaded into maps for fast lookups. A Lists
-// value is immutable after construction and safe for concurrent use; map keys
-// share the backing string of the list file, so memory stays close to the
-// file sizes.
+// Lists holds the shipped lists loaded into sorted sets (binary search). A
+// Lists value is immutable after construction and safe for concurrent use;
+// entries share the backing string of the list file. Sorted slices, not maps:
+// the disposable list alone has ~150,000 entries, and as maps the lists held
+// ~10 MB of a worker's live heap (twice that in peak RSS with the GC's
+// headroom) against ~2.5 MB as slices, for ~0.3 µs more per address.
 type Lists struct {
-	disposable map[string]struct{}
-	free       map[string]struct{}
-	role       map[string]struct{}
+	disposable sortedSet
+	free       sortedSet
+	role       sortedSet
 	banned     *match.Matcher
 	bannedTok  []bool
-	spamDom    map[string]struct{}
-	spamAddr   map[string]struct{}
-	parking    map[string]struct{}
+	spamDom    sortedSet
+	spamAddr   sortedSet
+	parking    sortedSet
 	popular    []string
 	providers  *ProviderRules
 	raw        map[ListKind][]string
@@ -134,12 +137,19 @@ func splitLines(s string) []string {
 	return out
 }
 
-func set(entries []string) map[string]struct{} {
-	m := make(map[string]struct{}, len(entries))
-	for _, e := range entries {
-		m[e] = struct{}{}
-	}
-	return m
+// sortedSet is a set of strings as a sorted, deduplicated slice.
+type sortedSet []string
+
+func set(entries []string) sortedSet {
+	s := slices.Clone(entries)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// has reports whether e is in the set.
+func (s sortedSet) has(e string) bool {
+	_, ok := slices.BinarySearch(s, e)
+	return ok
 }
 
 func buildLists(raw map[ListKind][]string) (*Lists, error) {
@@ -149,14 +159,15 @@ func buildLists(raw map[ListKind][]string) (*Lists, error) {
 	l.role = set(raw[ListRole])
 	l.parking = set(raw[ListParking])
 	l.popular = append([]string(nil), raw[ListPopular]...)
-	l.spamDom, l.spamAddr = map[string]struct{}{}, map[string]struct{}{}
+	var spamDom, spamAddr []string
 	for _, e := range raw[ListSpamTrap] {
 		if strings.Contains(e, "@") {
-			l.spamAddr[strings.ToLower(e)] = struct{}{}
+			spamAddr = append(spamAddr, strings.ToLower(e))
 		} else {
-			l.spamDom[e] = struct{}{}
+			spamDom = append(spamDom, e)
 		}
 	}
+	l.spamDom, l.spamAddr = set(spamDom), set(spamAddr)
 	words := make([]string, 0, len(raw[ListBanned]))
 	for _, w := range raw[ListBanned] {
 		tok := strings.HasPrefix(w, "=")
@@ -173,9 +184,9 @@ func buildLists(raw map[ListKind][]string) (*Lists, error) {
 }
 
 // inDomainSet reports whether d or one of its parent domains is in m.
-func inDomainSet(m map[string]struct{}, d string) bool {
+func inDomainSet(m sortedSet, d string) bool {
 	for {
-		if _, ok := m[d]; ok {
+		if m.has(d) {
 			return true
 		}
 		i := strings.IndexByte(d, '.')
@@ -193,18 +204,14 @@ func inDomainSet(m map[string]struct{}, d string) bool {
 func (l *Lists) IsDisposable(domain string) bool { return inDomainSet(l.disposable, domain) }
 
 // IsFree reports whether the domain is a free-mail provider.
-func (l *Lists) IsFree(domain string) bool { _, ok := l.free[domain]; return ok }
+func (l *Lists) IsFree(domain string) bool { return l.free.has(domain) }
 
 // IsRole reports whether the local part (without +tag, case-insensitive) is a role account.
 func (l *Lists) IsRole(local string) bool {
 	if i := strings.IndexByte(local, '+'); i > 0 {
 		local = local[:i]
 	}
-	if _, ok := l.role[local]; ok {
-		return true
-	}
-	_, ok := l.role[strings.ToLower(local)]
-	return ok
+	return l.role.has(local) || l.role.has(strings.ToLower(local))
 }
 
 // IsSpamTrap reports whether the address or its domain is a known trap.
@@ -215,8 +222,7 @@ func (l *Lists) IsSpamTrap(local, domain string) bool {
 	if len(l.spamAddr) == 0 {
 		return false
 	}
-	_, ok := l.spamAddr[strings.ToLower(local)+"@"+domain]
-	return ok
+	return l.spamAddr.has(strings.ToLower(local) + "@" + domain)
 }
 
 func isTokenSep(c byte) bool {

@@ -92,7 +92,7 @@ func generateCorpus(t *testing.T, l *Lists) {
 	companies := readLines(t, "testdata/company_domains.txt")
 	var free []string
 	for _, d := range l.Entries(ListFree) {
-		if _, ok := popSet[d]; !ok && !l.IsDisposable(d) {
+		if !popSet.has(d) && !l.IsDisposable(d) {
 			free = append(free, d)
 		}
 	}
@@ -102,7 +102,7 @@ func generateCorpus(t *testing.T, l *Lists) {
 	amb := map[string]bool{}
 	for _, d := range popular {
 		for _, v := range typoVariants(d) {
-			if _, ok := real[v]; ok || v == d {
+			if real.has(v) || v == d {
 				continue
 			}
 			if _, err := parseDomain(v); err != nil {
