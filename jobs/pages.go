@@ -31,8 +31,8 @@ import (
 //     starts and stops, never per page: see store/resultindex.go). What this Sync decided itself comes
 //     from memory: the results of the last three pages prepared (when prepare takes a page, every page
 //     before those three was committed: each stage takes a page only after handing its previous one on)
-//     and, for the pages committed, the run index (runindex.go: address hash → the stored result's seq,
-//     read back with store.ResultsBySeq when a later page has the address again; ~20 MB for a run of a
+//     and, for the pages committed, the run index (runindex.go: address hash → the stored results' seqs,
+//     read back with store.ResultsBySeq when a later page has the address again; ~10 MB for a run of a
 //     million). A contact already decided there is reused from it.
 //     The write-back it records is the one decided before that page was written back (a write the
 //     platform then refused for that one contact is recorded as "none" on its own page only). A contact
@@ -79,14 +79,14 @@ type flow struct {
 
 // remember records the results a commit stored (seqs from store.PageOutcome) in the run index.
 func (fl *flow) remember(rs []store.NewResult, seqs []int64) {
+	var hs, ss []int64
 	for i, seq := range seqs {
-		if seq == 0 {
-			continue
+		if seq != 0 {
+			hs = append(hs, store.AddrHash(strings.ToLower(strings.TrimSpace(rs[i].Email))))
+			ss = append(ss, seq)
 		}
-		r := rs[i]
-		lower := strings.ToLower(strings.TrimSpace(r.Email))
-		fl.index.add(store.AddrHash(lower), contactKey(r.ListID, r.ContactID, lower), seq)
 	}
+	fl.index.add(hs, ss)
 }
 
 // committed adds to recent this Sync's committed results for the page's addresses (see Reuse above), and
@@ -94,9 +94,9 @@ func (fl *flow) remember(rs []store.NewResult, seqs []int64) {
 func (f *floss) committed(ctx context.Context, fl *flow, items []*item, keys []string, recent map[string]store.Result) error {
 	cands := make(map[int][]int64) // item → seqs that may be its address's results
 	var seqs []int64
-	for i, it := range items {
+	for i := range items {
 		n := len(seqs)
-		seqs = fl.index.lookup(seqs, store.AddrHash(keys[i]), contactKey(it.c.ListID, it.c.ID, keys[i]))
+		seqs = fl.index.lookup(seqs, store.AddrHash(keys[i]))
 		if len(seqs) > n {
 			cands[i] = seqs[n:len(seqs):len(seqs)]
 		}
@@ -113,7 +113,7 @@ func (f *floss) committed(ctx context.Context, fl *flow, items []*item, keys []s
 		var found *store.Result
 		for _, seq := range cs {
 			r, ok := rows[seq]
-			// The address is checked: other addresses may share a hash key.
+			// The address is checked: other addresses share a key now and then.
 			if !ok || strings.ToLower(strings.TrimSpace(r.Email)) != key {
 				continue
 			}

@@ -1,73 +1,88 @@
 package jobs
 
 import (
+	"slices"
 	"sync"
-
-	"github.com/autofloss/autofloss/store"
 )
 
 // runIndex remembers where the results a Sync committed are stored, by address, so a later page of the
 // run can reuse them (the store's re-verify index holds a run's results only once the run stops; see
-// store/resultindex.go and "Reuse" in pages.go). It holds no address: keys are hashes (store.AddrHash)
-// and values seqs, which the caller reads back with store.ResultsBySeq and checks against the address.
+// store/resultindex.go and "Reuse" in pages.go). It holds no address: an entry is the low 32 bits of the
+// address hash (store.AddrHash) and the seq's offset from the first seq remembered, packed in one uint64,
+// and lookup returns every seq whose entry has the address's key. Other addresses share a key now and then
+// (about 120 pairs in a run of a million) and the same address has one entry per list and contact, so the
+// caller reads the candidates back (store.ResultsBySeq) and keeps those with the address; no result
+// remembered is ever missed.
 //
 // Memory is what matters here (a run of a million contacts remembers a million results within the
-// worker's 200 MB): the common entry is 8 bytes — the hash's low 32 bits → the seq's offset from the
-// first one remembered — in a map of about 20 bytes an entry at a million (a map of int64 → int64 took
-// 38 MB there and raised the floss benchmark's peak RSS by ~31 MB). What does not fit that form goes to
-// two small maps: long (full hash → seq) when the short key is taken (another address with the same low
-// 32 bits — about 120 of a million — or the same address under another list or contact) or the offset
-// does not fit, and contact (contactKey → seq) when the full hash is taken too. Every result remembered
-// is thus found by lookup(its address, its contact), whichever map it went to; lookup may return seqs of
-// other addresses, which the caller filters out.
+// worker's 200 MB): entries sit in sorted slices, 8 bytes each plus the slice's growth slack — ~10 MB
+// at a million, where a map of int64 → int64 took 38 MB and raised the floss benchmark's peak RSS by
+// ~31 MB. New entries go to fresh (sorted, at most freshMax entries), which is merged into sorted when
+// full, so adding a page costs a few hundred KB of copying, not the whole index. A seq whose offset does
+// not fit in 32 bits (4 billion results stored by all runs during this one) goes to the small map far.
 type runIndex struct {
-	mu      sync.Mutex
-	base    int64 // the first seq remembered (offsets are from it)
-	short   map[uint32]uint32
-	long    map[int64]int64
-	contact map[int64]int64
+	mu     sync.Mutex
+	base   int64    // the first seq remembered (offsets are from it)
+	sorted []uint64 // key<<32 | offset, sorted
+	fresh  []uint64 // the same, sorted, merged into sorted when it reaches freshMax
+	far    map[uint32][]int64
 }
 
-func newRunIndex() *runIndex {
-	return &runIndex{short: map[uint32]uint32{}, long: map[int64]int64{}, contact: map[int64]int64{}}
-}
+const freshMax = 1 << 16
 
-// add remembers a stored result: address hash h, contact key ck (contactKey), seq.
-func (x *runIndex) add(h, ck, seq int64) {
+func newRunIndex() *runIndex { return &runIndex{far: map[uint32][]int64{}} }
+
+// add remembers the stored results of one commit: address hash hashes[i] at seqs[i].
+func (x *runIndex) add(hashes, seqs []int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.base == 0 {
-		x.base = seq
+	batch := make([]uint64, 0, len(seqs))
+	for i, seq := range seqs {
+		if x.base == 0 {
+			x.base = seq
+		}
+		key, off := uint32(hashes[i]), seq-x.base
+		if off < 0 || off > 1<<32-1 {
+			x.far[key] = append(x.far[key], seq)
+			continue
+		}
+		batch = append(batch, uint64(key)<<32|uint64(off))
 	}
-	off := seq - x.base + 1 // 0 = absent
-	if _, taken := x.short[uint32(h)]; !taken && off > 0 && off <= 1<<32-1 {
-		x.short[uint32(h)] = uint32(off)
-		return
+	slices.Sort(batch)
+	x.fresh = mergeSorted(x.fresh, batch)
+	if len(x.fresh) >= freshMax {
+		x.sorted = mergeSorted(x.sorted, x.fresh)
+		x.fresh = x.fresh[:0]
 	}
-	if _, taken := x.long[h]; !taken {
-		x.long[h] = seq
-		return
-	}
-	x.contact[ck] = seq
 }
 
-// lookup appends to seqs the results remembered under address hash h or contact key ck.
-func (x *runIndex) lookup(seqs []int64, h, ck int64) []int64 {
+// mergeSorted merges b into a (both sorted) in place from the back, growing a once.
+func mergeSorted(a, b []uint64) []uint64 {
+	n := len(a)
+	a = slices.Grow(a, len(b))[:n+len(b)]
+	i, j := n-1, len(b)-1
+	for k := len(a) - 1; j >= 0; k-- {
+		if i >= 0 && a[i] > b[j] {
+			a[k] = a[i]
+			i--
+		} else {
+			a[k] = b[j]
+			j--
+		}
+	}
+	return a
+}
+
+// lookup appends to seqs every result remembered under address hash h's key.
+func (x *runIndex) lookup(seqs []int64, h int64) []int64 {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if off, ok := x.short[uint32(h)]; ok {
-		seqs = append(seqs, x.base+int64(off)-1)
+	key := uint32(h)
+	for _, s := range [][]uint64{x.sorted, x.fresh} {
+		i, _ := slices.BinarySearch(s, uint64(key)<<32)
+		for ; i < len(s) && uint32(s[i]>>32) == key; i++ {
+			seqs = append(seqs, x.base+int64(uint32(s[i])))
+		}
 	}
-	if seq, ok := x.long[h]; ok {
-		seqs = append(seqs, seq)
-	}
-	if seq, ok := x.contact[ck]; ok {
-		seqs = append(seqs, seq)
-	}
-	return seqs
-}
-
-// contactKey is the hash of one contact's result in a run: list, contact and lower-cased address.
-func contactKey(list, contact, lower string) int64 {
-	return store.AddrHash(list + "\x00" + contact + "\x00" + lower)
+	return append(seqs, x.far[key]...)
 }
