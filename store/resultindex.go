@@ -16,16 +16,16 @@ import (
 // The re-verify index (migration 0003): result_index holds, per connection and address, the newest
 // result's verified_at and seq, keyed by addr_hash (no address in clear). It is NOT written by CommitPage:
 // a page of results in random address order would dirty one index page per result, the store's biggest
-// cost. A run's results are merged into it instead, sorted by address hash, when the run starts (a resumed run's earlier pages), pauses, fails or finishes
-// (floss_runs.indexed_seq records how far). So:
+// cost. A run's results are merged into it instead, sorted by address hash, when the run starts (a resumed
+// run's earlier pages), pauses, fails or finishes (floss_runs.indexed_seq records how far). So:
 //
 //   - RecentResults sees every result of runs that are not running, and of a running run the results
 //     committed before its last start. The floss worker keeps the results of the pages it committed
-//     itself in memory (jobs.flow), so nothing a run did is verified twice by that run.
+//     itself in memory (jobs/runindex.go), so nothing a run did is verified twice by that run.
 //   - CommitContactResult (one contact, outside a run) updates the index in its own transaction.
-//   - Two addresses of a connection with the same 64-bit hash (about one chance in 10^7 for a connection of
-//     10 million addresses) share one index row: RecentResults checks the address of the row it finds, so
-//     the only effect is that the older of the two is verified again.
+//   - Two addresses of a connection with the same 64-bit hash (a chance of about 3 in a million for a
+//     connection of 10 million addresses) share one index row: RecentResults checks the address of the
+//     row it finds, so the only effect is that the older of the two is verified again.
 
 // addrHash is the index key of a lower-cased address: the first 8 bytes of its MD5, big-endian, as a
 // signed integer — what PostgreSQL computes as ('x' || substr(md5(a), 1, 16))::bit(64)::bigint and SQLite

@@ -8,9 +8,9 @@
 --   - results.addr_hash: the first 8 bytes of MD5(email_lower) as a signed 64-bit integer (addrHash).
 --   - result_index (connection_id, addr_hash) → the newest result's verified_at and seq: one row per
 --     connection and address, no address in clear (only results and contact_snapshots hold addresses).
---     A run's results are merged into it, sorted by addr_hash, in chunks, when the run starts, pauses,
---     fails or finishes (floss_runs.indexed_seq: the run's results up to this seq are merged), so the merge
---     touches each index page about once per chunk instead of once per result.
+--     A run's results are merged into it in one statement sorted by addr_hash when the run starts,
+--     pauses, fails or finishes (floss_runs.indexed_seq: the run's results up to this seq are merged), so
+--     the merge touches each index page about once instead of once per result.
 --   - floss_runs.cursor_seq: the run's highest result seq when its cursor last moved. A page committed
 --     again at the same cursor (after a partial commit, PageCommit.KeepCursor) finds its stored results
 --     as the run's results above cursor_seq, so uniqueness per run, list, contact and address no longer
