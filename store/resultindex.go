@@ -94,21 +94,7 @@ func (s *Store) indexRun(ctx context.Context, runID string) error {
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	tx, err := conn.BeginTxx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
-	}
-	if err := merge(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	if s.ckpt != nil {
-		s.ckpt.Kick()
-	}
-	return nil
+	return s.withTxOn(ctx, conn, func(tx *sqlx.Tx) error { return merge(ctx, tx) })
 }
 
 // RecentResults returns, for each address (case-insensitive), the connection's newest result verified at

@@ -205,7 +205,14 @@ func (d dbTime) ptr() *time.Time {
 
 // withTx runs fn in a transaction, committing when it returns nil.
 func (s *Store) withTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	tx, err := s.db.BeginTxx(ctx, nil)
+	return s.withTxOn(ctx, s.db, fn)
+}
+
+// withTxOn is withTx on a given pool or connection (sqlx.DB or sqlx.Conn).
+func (s *Store) withTxOn(ctx context.Context, db interface {
+	BeginTxx(context.Context, *sql.TxOptions) (*sqlx.Tx, error)
+}, fn func(tx *sqlx.Tx) error) error {
+	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
