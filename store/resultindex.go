@@ -101,32 +101,37 @@ func (s *Store) indexRun(ctx context.Context, runID string) error {
 // or after since, among the results in the re-verify index (see above: a running run's own results
 // committed since its last start are not there yet). Keys of the map are lower-cased addresses.
 func (s *Store) RecentResults(ctx context.Context, cnxID string, emails []string, since time.Time) (map[string]Result, error) {
-	out := map[string]Result{}
+	asked := make(map[string]bool, len(emails))
+	var seqs []int64
 	const chunk = 400
 	for start := 0; start < len(emails); start += chunk {
 		end := min(start+chunk, len(emails))
 		hashes := make([]any, 0, end-start)
 		for _, e := range emails[start:end] {
-			hashes = append(hashes, addrHash(strings.ToLower(e)))
+			lower := strings.ToLower(e)
+			asked[lower] = true
+			hashes = append(hashes, addrHash(lower))
 		}
-		q, args, err := sqlx.In(`SELECT `+prefixCols("r.", resultCols)+`, r.email_lower FROM result_index v
-			JOIN results r ON r.seq = v.seq
-			WHERE v.connection_id = ? AND v.addr_hash IN (?) AND v.verified_at >= ?`, cnxID, hashes, s.tv(since))
+		q, args, err := sqlx.In(`SELECT seq FROM result_index WHERE connection_id = ? AND addr_hash IN (?) AND verified_at >= ?`,
+			cnxID, hashes, s.tv(since))
 		if err != nil {
 			return nil, err
 		}
-		if err := s.scanResults(ctx, q, args, func(r Result, lower string) { out[lower] = r }); err != nil {
+		var found []int64
+		if err := s.db.SelectContext(ctx, &found, s.q(q), args...); err != nil {
 			return nil, err
 		}
+		seqs = append(seqs, found...)
 	}
-	// A hash collision finds another address's row: only the addresses asked for are answers.
-	asked := make(map[string]bool, len(emails))
-	for _, e := range emails {
-		asked[strings.ToLower(e)] = true
+	rows, err := s.ResultsBySeq(ctx, cnxID, seqs)
+	if err != nil {
+		return nil, err
 	}
-	for k := range out {
-		if !asked[k] {
-			delete(out, k)
+	out := make(map[string]Result, len(rows))
+	for _, r := range rows {
+		// A hash collision finds another address's row: only the addresses asked for are answers.
+		if lower := strings.ToLower(r.Email); asked[lower] {
+			out[lower] = r
 		}
 	}
 	return out, nil
@@ -163,31 +168,4 @@ func (s *Store) ResultsBySeq(ctx context.Context, cnxID string, seqs []int64) (m
 		}
 	}
 	return out, nil
-}
-
-// scanResults runs a query of resultCols plus email_lower and hands each row to fn.
-func (s *Store) scanResults(ctx context.Context, q string, args []any, fn func(Result, string)) error {
-	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var lower string
-		r, err := scanResult(rows, &lower)
-		if err != nil {
-			return err
-		}
-		fn(r, lower)
-	}
-	return rows.Err()
-}
-
-// prefixCols qualifies each column of a comma-separated list with a table alias.
-func prefixCols(prefix, cols string) string {
-	parts := strings.Split(cols, ",")
-	for i, p := range parts {
-		parts[i] = prefix + strings.TrimSpace(p)
-	}
-	return strings.Join(parts, ", ")
 }
